@@ -1,0 +1,1 @@
+"""fluxedge collector: MQTT ingest, InfluxDB sinks, alarms and export."""

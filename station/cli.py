@@ -1,0 +1,142 @@
+"""The ``fluxedge`` command. The composition root: each subcommand imports its package lazily,
+so a station node never loads collector code and vice versa."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from station import __version__
+
+
+def _station_run(args: argparse.Namespace) -> int:
+    from station import config as station_config
+    from station.daemon import Station
+
+    cfg, digest = station_config.load(args.config)
+    station = Station(cfg, digest)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: station.stop())
+    station.run()
+    return 0
+
+
+def _station_check(args: argparse.Namespace) -> int:
+    import time
+
+    import serial
+
+    from firmware_bridge.families import family
+    from station import config as station_config
+
+    cfg, digest = station_config.load(args.config)
+    print(f"{args.config}: valid (station {cfg.site.id}, config hash {digest[:12]})")
+    failures = 0
+    for inst in cfg.instruments:
+        parser = family(inst.driver).Parser()
+        try:
+            with serial.Serial(inst.port, inst.baud_rate, timeout=0.1) as port:
+                port.reset_input_buffer()
+                deadline = time.monotonic() + args.seconds
+                frames = 0
+                while time.monotonic() < deadline:
+                    frames += parser.feed(port.read(max(1, port.in_waiting))).n
+        except (serial.SerialException, OSError) as exc:
+            print(f"  {inst.name} ({inst.driver} on {inst.port}): cannot open: {exc}")
+            failures += 1
+            continue
+        rate = frames / args.seconds
+        verdict = "OK" if frames else "SILENT (check wiring, baud and that the instrument streams)"
+        print(f"  {inst.name} ({inst.driver} on {inst.port} @ {inst.baud_rate}): {frames} frames "
+              f"({rate:.1f} Hz), {parser.stats.resyncs} resyncs, {parser.stats.malformed} malformed: {verdict}")
+        failures += frames == 0
+    return 1 if failures else 0
+
+
+def _collector_run(args: argparse.Namespace) -> int:
+    from collector import config as collector_config
+    from collector.ingest import Collector
+
+    collector = Collector(collector_config.load(args.config))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: collector.stop())
+    collector.run()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from collector.demo import run_demo
+
+    return run_demo(duration_s=args.duration, period_s=args.period, api=args.api, keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fluxedge",
+        description="Eddy-covariance flux tower software: instrument drivers and emulators, on-device "
+                    "fluxes, an MQTT spool, and a collector into InfluxDB.",
+        epilog="Configuration files are documented in deploy/examples/. Try 'fluxedge demo' first.")
+    parser.add_argument("--version", action="version", version=f"fluxedge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    station = sub.add_parser("station", help="the tower daemon", description="The tower node daemon.")
+    ssub = station.add_subparsers(dest="station_command", required=True, metavar="COMMAND")
+    run = ssub.add_parser("run", help="acquire, compute fluxes, spool and publish",
+                          description="Read the instruments, compute fluxes every averaging period, "
+                                      "spool results to disk and publish them over MQTT.")
+    run.add_argument("-c", "--config", required=True, help="station TOML file (see deploy/examples/station.toml)")
+    run.set_defaults(func=_station_run)
+    chk = ssub.add_parser("check", help="validate the config and listen to each instrument once",
+                          description="Validate the station config, then open each instrument's port and "
+                                      "count the frames it sends.")
+    chk.add_argument("-c", "--config", required=True, help="station TOML file")
+    chk.add_argument("--seconds", type=float, default=3.0, help="how long to listen to each instrument")
+    chk.set_defaults(func=_station_check)
+
+    coll = sub.add_parser("collector", help="MQTT to InfluxDB", description="The server-side collector.")
+    csub = coll.add_subparsers(dest="collector_command", required=True, metavar="COMMAND")
+    crun = csub.add_parser("run", help="subscribe and write to InfluxDB",
+                           description="Subscribe to the stations' messages, validate them and write them "
+                                       "to InfluxDB; acknowledge each message only after its write.")
+    crun.add_argument("-c", "--config", required=True,
+                      help="collector TOML file (see deploy/examples/collector.toml)")
+    crun.set_defaults(func=_collector_run)
+
+    from firmware_bridge import cli as bridge_cli
+
+    bridge_cli.add_parser(sub)
+
+    demo = sub.add_parser("demo", help="a whole emulated tower end to end on this machine",
+                          description="Start a temporary mosquitto and influxd, emulated CSAT3 and LI-7500 "
+                                      "instruments on pseudo-terminals, the station and the collector; show "
+                                      "what happens, then print the flux rows read back from InfluxDB.")
+    demo.add_argument("--duration", type=float, default=None,
+                      help="seconds to run after the first period boundary (default: until Ctrl-C)")
+    demo.add_argument("--period", type=int, default=60, help="averaging period in seconds (default 60)")
+    demo.add_argument("--api", type=int, choices=(1, 2), default=1,
+                      help="InfluxDB write API the collector uses (2 goes through a v2 translating shim)")
+    demo.add_argument("--keep", action="store_true", help="keep the temporary directory with configs and logs")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from station import logs
+    from station.configschema import ConfigError
+
+    args = build_parser().parse_args(argv)
+    logs.setup(verbose=args.verbose, quiet=args.quiet)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"fluxedge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The station's configuration file (TOML), validated on load. Documented in deploy/examples/station.toml."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from firmware_bridge.families import FAMILIES, family
+from station.configschema import ConfigError, between, build, check, non_negative, positive, read_toml
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _station_id(value: str) -> str | None:
+    if _ID.match(value):
+        return None
+    return "must be 1-64 letters, digits, '-' or '_' (it becomes part of MQTT topics)"
+
+
+def _driver(value: str) -> str | None:
+    return None if value in FAMILIES else f"unknown driver {value!r}; known: {', '.join(sorted(FAMILIES))}"
+
+
+def _period(value: int) -> str | None:
+    if value <= 0 or 86400 % value:
+        return f"must divide a day evenly (e.g. 1800 for 30 min), got {value}"
+    return None
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    id: str = field(metadata=check(_station_id))
+    latitude_deg: float = field(metadata=check(between(-90, 90)))
+    longitude_deg: float = field(metadata=check(between(-180, 180)))
+    altitude_m: float = 0.0
+    canopy_height_m: float = field(default=0.0, metadata=check(non_negative))
+    measurement_height_m: float = field(default=2.0, metadata=check(positive))
+    #: zero-plane displacement; None means 0.67 x canopy height (EddyPro's default)
+    displacement_height_m: float | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.displacement_height_m is not None and self.displacement_height_m >= self.measurement_height_m:
+            return [("displacement_height_m", "must be below measurement_height_m")]
+        if self.displacement_height_m is None and 0.67 * self.canopy_height_m >= self.measurement_height_m:
+            return [("canopy_height_m", "0.67 x canopy height (the displacement) must be below "
+                                        "measurement_height_m")]
+        return []
+
+    @property
+    def displacement_m(self) -> float:
+        if self.displacement_height_m is not None:
+            return self.displacement_height_m
+        return 0.67 * self.canopy_height_m
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    averaging_period_s: int = field(default=1800, metadata=check(_period))
+    sample_rate_hz: float = field(default=20.0, metadata=check(between(1, 100)))
+    #: periods with more missing samples than this are not processed (EddyPro default 10 %)
+    max_missing_pct: float = field(default=10.0, metadata=check(between(0, 100)))
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    name: str = field(metadata=check(_station_id))
+    driver: str = field(metadata=check(_driver))
+    port: str
+    baud: int | None = None
+    #: azimuth of the sonic's +x axis from true north [deg]
+    north_offset_deg: float = field(default=0.0, metadata=check(between(-360, 360)))
+    northward_separation_m: float = 0.0
+    eastward_separation_m: float = 0.0
+    vertical_separation_m: float = 0.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.baud is not None and self.baud not in BAUD_RATES:
+            return [("baud", f"must be a standard rate ({', '.join(map(str, BAUD_RATES))}), got {self.baud}")]
+        return []
+
+    @property
+    def role(self) -> str:
+        return family(self.driver).ROLE
+
+    @property
+    def baud_rate(self) -> int:
+        return self.baud or family(self.driver).DEFAULT_BAUD
+
+
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = field(default=1883, metadata=check(between(1, 65535)))
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    #: mosquitto >= 2.0.12 rejects a keepalive of 0
+    keepalive_s: int = field(default=60, metadata=check(between(5, 65535)))
+    topic_prefix: str = "fluxedge"
+    tls: TlsConfig | None = None
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    path: str
+    max_mb: float = field(default=512.0, metadata=check(positive))
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    site: SiteConfig
+    instruments: list[InstrumentConfig]
+    mqtt: MqttConfig
+    spool: SpoolConfig
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
+
+    def validate(self) -> list[tuple[str, str]]:
+        names = [i.name for i in self.instruments]
+        if len(set(names)) != len(names):
+            return [("instruments", "instrument names must be unique")]
+        sonics = [i for i in self.instruments if i.role == "sonic"]
+        if len(sonics) != 1:
+            return [("instruments", f"needs exactly one sonic anemometer, found {len(sonics)}")]
+        return []
+
+    @property
+    def sonic(self) -> InstrumentConfig:
+        return next(i for i in self.instruments if i.role == "sonic")
+
+    @property
+    def gas_analysers(self) -> list[InstrumentConfig]:
+        return [i for i in self.instruments if i.role == "gas"]
+
+
+def load(path: str | Path) -> tuple[StationConfig, str]:
+    """The validated station config and its hash; raises :class:`ConfigError`."""
+    raw, digest = read_toml(path)
+    config = build(StationConfig, raw, path)
+    spool_dir = Path(config.spool.path).expanduser().parent
+    if not spool_dir.is_dir():
+        raise ConfigError(path, "spool.path", f"directory {spool_dir} does not exist")
+    return config, digest
