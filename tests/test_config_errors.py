@@ -1,0 +1,79 @@
+"""Bad configuration files: a short error naming file and key, exit status 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+GOOD = """
+[site]
+id = "t1"
+latitude_deg = 1.0
+longitude_deg = 100.0
+canopy_height_m = 8.0
+measurement_height_m = 20.0
+
+[[instruments]]
+name = "sonic"
+driver = "csat3"
+port = "/dev/ttyUSB0"
+
+[[instruments]]
+name = "irga"
+driver = "li7500"
+port = "/dev/ttyUSB1"
+
+[mqtt]
+host = "127.0.0.1"
+
+[spool]
+path = "{spool}"
+"""
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "station.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("change", "key", "problem"), [
+    (("latitude_deg = 1.0", "latitude_deg = 91.0"), "site.latitude_deg", "between -90 and 90"),
+    (('port = "/dev/ttyUSB1"', 'port = "/dev/ttyUSB1"\nbaud = 12345'), "instruments[1].baud", "standard rate"),
+    (('port = "/dev/ttyUSB1"', 'port = "/dev/ttyUSB1"\nbuad = 9600'), "instruments[1].buad", "did you mean 'baud'"),
+    (('driver = "li7500"', 'driver = "li9999"'), "instruments[1].driver", "unknown driver 'li9999'"),
+    (('host = "127.0.0.1"', "host = 127"), "mqtt.host", "must be a string"),
+    (('id = "t1"', 'id = "bad/id"'), "site.id", "MQTT topics"),
+    (('[mqtt]\nhost = "127.0.0.1"', ""), "mqtt", "missing required key"),
+    (("measurement_height_m = 20.0", "measurement_height_m = 5.0"), "site.canopy_height_m", "displacement"),
+])
+def test_wrong_values_name_file_and_key(tmp_path, change, key, problem):
+    path = tmp_path / "bad.toml"
+    path.write_text(GOOD.format(spool=tmp_path / "spool.sqlite").replace(*change))
+    result = run("station", "run", "-c", str(path))
+    assert result.returncode == 2
+    assert f"{path}: {key}: " in result.stderr and problem in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_invalid_toml_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[site]\nid = \n")
+    result = run("station", "run", "-c", str(path))
+    assert result.returncode == 2
+    assert f"{path}: invalid TOML" in result.stderr and "line 2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_and_bad_collector_config(tmp_path):
+    result = run("station", "run", "-c", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2 and "nope.toml: cannot read the file" in result.stderr
+    path = tmp_path / "collector.toml"
+    path.write_text('[mqtt]\n[influxdb]\nurl = "http://127.0.0.1:8086"\napi = 2\nbucket = "b"\n')
+    result = run("collector", "run", "-c", str(path))
+    assert result.returncode == 2 and "influxdb.token: required when api = 2" in result.stderr
+
+
+def test_help_lists_the_subcommands():
+    result = run("--help")
+    assert result.returncode == 0
+    for word in ("station", "collector", "bridge", "demo"):
+        assert word in result.stdout
