@@ -68,6 +68,16 @@ def _wait(check, server: LocalServer, timeout_s: float = 15.0) -> None:
     raise RuntimeError(f"{server.name} did not start listening on 127.0.0.1:{server.port} in {timeout_s} s")
 
 
+def _launch(name: str, argv: list[str], workdir: Path, port: int, ready, env: dict | None = None) -> LocalServer:
+    """Start ``argv`` with its output in ``workdir/NAME.log`` and wait until ``ready()``."""
+    with (workdir / f"{name}.log").open("ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+    server = LocalServer(name, port, workdir, proc)
+    _wait(ready, server)
+    return server
+
+
 def _port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -94,12 +104,8 @@ def start_mosquitto(workdir: str | Path, port: int | None = None) -> LocalServer
         "log_dest stderr\n"
         "log_type error\n"
         "log_type warning\n")
-    log = (workdir / "mosquitto.log").open("ab")
-    proc = subprocess.Popen([find_binary("mosquitto"), "-c", str(conf)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    server = LocalServer("mosquitto", port, workdir, proc)
-    _wait(lambda: _port_open(port), server)
-    return server
+    return _launch("mosquitto", [find_binary("mosquitto"), "-c", str(conf)], workdir, port,
+                   lambda: _port_open(port))
 
 
 def start_influxd(workdir: str | Path, port: int | None = None) -> LocalServer:
@@ -116,11 +122,6 @@ def start_influxd(workdir: str | Path, port: int | None = None) -> LocalServer:
         f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
         "[monitor]\n  store-enabled = false\n"
         '[logging]\n  level = "warn"\n')
-    log = (workdir / "influxd.log").open("ab")
-    env = {**os.environ, "INFLUXDB_CONFIG_PATH": str(conf)}
-    proc = subprocess.Popen([find_binary("influxd"), "-config", str(conf)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-    server = LocalServer("influxd", port, workdir, proc)
 
     def ping() -> bool:
         try:
@@ -129,5 +130,5 @@ def start_influxd(workdir: str | Path, port: int | None = None) -> LocalServer:
         except OSError:
             return False
 
-    _wait(ping, server)
-    return server
+    env = {**os.environ, "INFLUXDB_CONFIG_PATH": str(conf)}
+    return _launch("influxd", [find_binary("influxd"), "-config", str(conf)], workdir, port, ping, env)

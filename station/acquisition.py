@@ -42,6 +42,13 @@ class StreamBuffer:
             with self._lock:
                 self._chunks.append(block)
 
+    def take_period(self, t_start: float, t_end: float) -> SampleBlock:
+        """Remove every sample received before ``t_end``; return those from ``t_start`` on
+        (older ones were left over from before the station started and are discarded)."""
+        block = self.take_before(t_end)
+        keep = block.t >= t_start
+        return SampleBlock(block.t[keep], {k: v[keep] for k, v in block.columns.items()})
+
     def take_before(self, t_end: float) -> SampleBlock:
         """Remove and return every sample received before ``t_end``."""
         with self._lock:

@@ -78,17 +78,13 @@ class Station:
         """Align the period's samples, compute fluxes and spool the result."""
         sonic_cfg = self.config.sonic
         sonic_reader = self.readers[sonic_cfg.name]
-        sonic = sonic_reader.buffer.take_before(end)
-        keep = sonic.t >= start
-        sonic = SampleBlock(sonic.t[keep], {k: v[keep] for k, v in sonic.columns.items()})
+        sonic = sonic_reader.buffer.take_period(start, end)
         grid = regular_grid(sonic.t, start, end, self.rate_hz)
         tolerance = 0.5 / self.rate_hz
         samples = place_on_grid(grid, sonic.t, screened(sonic, sonic_reader.family, SONIC_CHANNELS), tolerance)
         for gas_cfg in self.config.gas_analysers[:1]:
             reader = self.readers[gas_cfg.name]
-            gas = reader.buffer.take_before(end)
-            keep = gas.t >= start
-            gas = SampleBlock(gas.t[keep], {k: v[keep] for k, v in gas.columns.items()})
+            gas = reader.buffer.take_period(start, end)
             samples.update(place_on_grid(grid, gas.t, screened(gas, reader.family, GAS_CHANNELS), tolerance))
         for other in self.config.gas_analysers[1:]:
             self.readers[other.name].buffer.take_before(end)  # not used by the engine yet
