@@ -118,8 +118,14 @@ class Collector:
             if line is not None:
                 lines.append(line)
             carriers.append(msg)
-        if lines and not self._write(lines, carriers):
-            return  # stopping: messages stay unacked and will be redelivered
+        if lines:
+            try:
+                if not self._write(lines):
+                    return  # stopping: messages stay unacked and will be redelivered
+            except SinkError as exc:  # the server refused the batch: retrying cannot help
+                for msg in carriers:
+                    self._dead_letter(msg, str(exc))
+                return
         for msg in carriers:
             self.client.ack(msg.mid, msg.qos)
         self.messages_acked += len(carriers)
@@ -127,7 +133,9 @@ class Collector:
         if lines:
             event(log, "points_written", points=len(lines), messages=len(carriers), total=self.points_written)
 
-    def _write(self, lines: list[str], carriers: list) -> bool:
+    def _write(self, lines: list[str]) -> bool:
+        """Write, retrying what may pass by itself; False if stopped first. A non-retryable
+        :class:`SinkError` propagates."""
         delay = 0.5
         while not self._halt.is_set():
             try:
@@ -135,11 +143,7 @@ class Collector:
                 return True
             except SinkError as exc:
                 if not exc.retryable:
-                    for msg in carriers:
-                        self._dead_letter(msg, str(exc))
-                    carriers.clear()
-                    lines.clear()
-                    return True
+                    raise
                 event(log, "write_retry", logging.WARNING, error=str(exc), retry_s=delay)
                 self._halt.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)

@@ -71,7 +71,7 @@ class Parser:
         arr = np.frombuffer(buf, dtype=np.uint8)
         ends = self._frame_ends(arr)
         if len(ends):
-            self._count_skipped(np.diff(np.concatenate(([10], ends))) - FRAME_BYTES, first=ends[0] - 10)
+            self._count_skipped(np.concatenate(([ends[0] - 10], np.diff(ends) - FRAME_BYTES)))
             rest_start = int(ends[-1]) + 2
         else:
             rest_start = 0
@@ -122,8 +122,8 @@ class Parser:
                 kept.append(p)
         return np.array(kept, dtype=np.int64)
 
-    def _count_skipped(self, gaps: np.ndarray, first: int = 0) -> None:
-        gaps = np.concatenate(([first], gaps)) if first else np.asarray(gaps)
+    def _count_skipped(self, gaps: np.ndarray) -> None:
+        """Count each positive gap (bytes between frames that were skipped) as one resync."""
         gaps = gaps[gaps > 0]
         self.stats.resyncs += len(gaps)
         self.stats.bytes_skipped += int(gaps.sum())

@@ -94,7 +94,9 @@ def build(cls: type[T], raw: Any, file: str | Path, prefix: str = "") -> T:
     obj = cls(**values)
     validate = getattr(obj, "validate", None)
     if validate:
-        for key, problem in validate():
+        problems = validate()
+        if problems:
+            key, problem = problems[0]
             raise ConfigError(file, prefix + key, problem)
     return obj
 

@@ -71,8 +71,8 @@ class Station:
             for reader in self.readers.values():
                 reader.stop()
             self.publisher.stop()
+            event(log, "station_stopped", station=self.config.site.id, spooled=self.spool.depth())
             self.spool.close()
-            event(log, "station_stopped", station=self.config.site.id, spooled=Spool(self.config.spool.path).depth())
 
     def close_period(self, start: float, end: float) -> messages.FluxRecord | None:
         """Align the period's samples, compute fluxes and spool the result."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 
@@ -112,12 +113,10 @@ class Publisher(threading.Thread):
 
     def stop(self, drain_s: float = 5.0) -> None:
         """Send what is spooled for up to ``drain_s`` seconds, announce offline, disconnect."""
-        deadline = threading.Event()
-        waited = 0.0
-        while waited < drain_s and self._connected.is_set() and (self.spool.depth() or self.inflight()):
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and self._connected.is_set() and (self.spool.depth() or self.inflight()):
             self._wake.set()
-            deadline.wait(0.1)
-            waited += 0.1
+            time.sleep(0.1)
         if self._connected.is_set():
             info = self.client.publish(self.status_topic, self.offline_payload, qos=1, retain=True)
             info.wait_for_publish(2)

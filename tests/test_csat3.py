@@ -66,8 +66,16 @@ def test_resync_after_garbage_and_truncated_frame():
     batch = parser.feed(stream)
     # frame 10 lost its first 5 bytes; the truncated remainder and the noise are skipped
     assert batch.n == 29
-    assert parser.stats.resyncs >= 2
+    # two skipped runs: the 6 leading bytes; the 7-byte remainder of frame 10 with the 9 noise bytes
+    assert parser.stats.resyncs == 2 and parser.stats.bytes_skipped == 6 + 7 + 9
     assert parser.stats.counter_gaps == 1 and parser.stats.samples_missed == 1
+
+
+def test_long_leading_garbage_is_one_resync():
+    _, data = frames(5, seed=6)
+    parser = csat3.Parser()
+    assert parser.feed(b"\xee" * 30 + data).n == 5
+    assert parser.stats.resyncs == 1 and parser.stats.bytes_skipped == 30
 
 
 def test_counter_gap_counts_missing_samples():

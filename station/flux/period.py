@@ -54,22 +54,20 @@ def _wpl_open_path(w_rho_c: float, w_rho_v: float, w_ts: float, ts_k: float, rho
     w'T' = (w'Ts' - 0.51 T w'q') / (1 + 0.51 q), with w'q' = Mv E / rho_a,
     molar densities rho_* [mol m-3], chi_v = rho_v / rho_d the H2O mixing ratio.
     """
-    q_guess = 0.0 if np.isnan(rho_v) else rho_v * MV_KG_MOL / (p_pa / (R_J_MOL_K * ts_k) * MD_KG_MOL)
-    t_k = ts_k / (1.0 + 0.51 * q_guess)
-    for _ in range(iterations):  # air T from Ts needs q, and q's flux needs T: converge jointly
+    rho_v0 = 0.0 if np.isnan(rho_v) else rho_v  # no analyser: dry air for T, density and cp
+    t_k = ts_k
+    for _ in range(iterations):  # air T from Ts needs q, and q needs the air density at T
         n_total = p_pa / (R_J_MOL_K * t_k)
-        rho_v0 = 0.0 if np.isnan(rho_v) else rho_v
         rho_d = n_total - rho_v0
         rho_air = rho_d * MD_KG_MOL + rho_v0 * MV_KG_MOL
         q = rho_v0 * MV_KG_MOL / rho_air
         t_k = ts_k / (1.0 + 0.51 * q)
     chi_v = rho_v0 / rho_d
     w_t = w_ts / (1.0 + 0.51 * q)
-    e = np.nan
-    for _ in range(iterations):
+    for _ in range(iterations):  # E needs w'T', and w'T' needs w'q' = Mv E / rho_a
         e = (1.0 + chi_v) * (w_rho_v + rho_v / t_k * w_t)
-        w_q = MV_KG_MOL * e / rho_air
-        w_t = (w_ts - 0.51 * t_k * w_q) / (1.0 + 0.51 * q) if np.isfinite(w_q) else w_ts / (1.0 + 0.51 * q)
+        w_q = np.nan_to_num(MV_KG_MOL * e / rho_air)  # no humidity flux measured: no correction
+        w_t = (w_ts - 0.51 * t_k * w_q) / (1.0 + 0.51 * q)
     fc = w_rho_c + rho_c / rho_d * w_rho_v + (1.0 + chi_v) * rho_c / t_k * w_t
     cp = CP_DRY_J_KG_K * (1.0 - q) + CP_VAPOUR_J_KG_K * q
     return {"E": e, "FC": fc, "W_T": w_t, "T_K": t_k, "RHO_AIR": rho_air, "CP": cp, "N_TOTAL": n_total}
