@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_bridge.frames import Batch, ParseStats
+from firmware_bridge import device
+from firmware_bridge.frames import Batch, CounterTracker, ParseStats
 
 FRAME_BYTES = 12
 SYNC = b"\x55\xaa"
@@ -62,8 +63,8 @@ class Parser:
 
     def __init__(self) -> None:
         self._buf = b""
-        self._last_counter: int | None = None
         self.stats = ParseStats()
+        self._counter = CounterTracker(self.stats, 64)
 
     def feed(self, data: bytes) -> Batch:
         buf = self._buf + bytes(data)
@@ -139,23 +140,13 @@ class Parser:
         c = words[:, 3] * 0.001 + 340.0
         c[(words[:, 3] == _NAN_RAW) | special | np.isnan(wind).all(axis=1)] = np.nan
         counter = diag & 0x3F
-        self._check_counter(counter[~special])
+        self._counter.update(counter[~special])
         nan_rows = np.isnan(wind).any(axis=1) | np.isnan(c)
         self.stats.nan_records += int(nan_rows.sum())
         self.stats.frames_ok += len(ends)
         columns = {"u": wind[:, 0], "v": wind[:, 1], "w": wind[:, 2], "t_sonic": t_sonic_degc(c),
                    "speed_of_sound": c, "diag": diag, "counter": counter}
         return Batch(columns, ends + 2 - carried)
-
-    def _check_counter(self, counter: np.ndarray) -> None:
-        if len(counter) == 0:
-            return
-        seq = counter if self._last_counter is None else np.concatenate(([self._last_counter], counter))
-        step = np.diff(seq) % 64
-        gaps = step != 1
-        self.stats.counter_gaps += int(gaps.sum())
-        self.stats.samples_missed += int(((step[gaps] - 1) % 64).sum())
-        self._last_counter = int(counter[-1])
 
 
 def _range_code(x: np.ndarray) -> np.ndarray:
@@ -208,16 +199,95 @@ def command_start(rate_hz: int) -> bytes:
     return b"T" + b"rs 1\r" + b"ri 1\r" + b"D" + command_rate(rate_hz) + b"&"
 
 
+NAME = "csat3"
 ROLE = "sonic"
+TRANSPORT = "serial"
 DEFAULT_BAUD = 9600
+#: Baud rates the instrument can be set to (``br 0`` / ``br 1``); ``bridge probe`` tries these.
+BAUDS = (9600, 19200)
+#: Flags raised by each emulated sensor condition (b12 amplitude low, b14 poor lock).
+CONDITION_FLAGS = {"rain": 0b0101, "obstruction": 0b0100, "low_signal": 0b0001}
 
 
-def encode_observation(obs: dict[str, np.ndarray], first_index: int) -> bytes:
-    """Frames for an observation block (``u``, ``v``, ``w``, ``t_sonic``) from :mod:`turbulence`
-    or a replayed file; ``first_index`` seeds the 0..63 counter. Optional ``sonic_flags``."""
-    n = len(obs["u"])
-    counter = (first_index + np.arange(n)) % 64
-    return encode(obs["u"], obs["v"], obs["w"], obs["t_sonic"], counter, obs.get("sonic_flags", 0))
+class Device(device.Device):
+    """A CSAT3 in unprompted mode with ``rs 1``; answers ``T``/``??``/``rs``/``br``/``ri``/``D``,
+    ``A<x>``, ``&`` and the 10-byte ``S``/``P`` status (manual App. B)."""
+
+    family = NAME
+    command_terminator = None
+    SERIAL = b"1234"
+
+    def __init__(self, rate_hz: float = 20.0, seed: int | None = None, baud: int | None = DEFAULT_BAUD) -> None:
+        super().__init__(rate_hz, seed, baud)
+        self.sync = True
+        self.rts_independent = False
+        self.rate_code = RATE_CODES.get(int(rate_hz), b"c")
+        self.terminal = False
+        self._line = b""
+        self._await_rate = False
+
+    def frames(self, obs: dict[str, np.ndarray], first_index: int) -> list[bytes]:
+        n = len(obs["u"])
+        counter = (first_index + np.arange(n)) % 64
+        flags = CONDITION_FLAGS.get(self.condition or "", 0) | np.asarray(obs.get("sonic_flags", 0))
+        body = encode(obs["u"], obs["v"], obs["w"], obs["t_sonic"], counter, flags, sync=self.sync)
+        size = FRAME_BYTES if self.sync else 10
+        return [body[i:i + size] for i in range(0, len(body), size)]
+
+    def corrupt(self, frame: bytes) -> bytes:
+        """No checksum on a CSAT3: damage the sync code, so the frame cannot be delimited."""
+        return frame[:-1] + b"\xab" if frame.endswith(SYNC) else super().corrupt(frame)
+
+    def receive(self, data: bytes) -> bytes:
+        out = []
+        for ch in (bytes([b]) for b in data):
+            if self._await_rate:
+                self._await_rate = False
+                if ch in RATE_CODES.values():
+                    self.rate_code = ch
+            elif self.terminal:
+                if ch == b"D" and not self._line:
+                    self.terminal, self.streaming = False, True
+                elif ch == b"\r":
+                    out.append(self._terminal_command(self._line.strip()))
+                    self._line = b""
+                else:
+                    self._line = (self._line + ch)[-64:]
+            elif ch == b"T":
+                self.terminal, self.streaming = True, False
+                out.append(b"\r\n>")
+            elif ch == b"A":
+                self._await_rate = True
+            elif ch == b"&":
+                self.streaming = True
+            elif ch in (b"S", b"P"):
+                out.append(self.status())
+        return b"".join(out)
+
+    def _terminal_command(self, line: bytes) -> bytes:
+        parts = line.split()
+        if line == b"??":
+            return self.settings() + b"\r\n>"
+        if len(parts) == 2 and parts[0] in (b"rs", b"br", b"ri") and parts[1] in (b"0", b"1"):
+            on = parts[1] == b"1"
+            if parts[0] == b"rs":
+                self.sync = on
+            elif parts[0] == b"ri":
+                self.rts_independent = on
+            else:
+                self.baud = 19200 if on else 9600
+            return b"\r\n>"
+        return b"\r\n>" if line in (b"", b"sr2718") else b"\r\nInvalid command\r\n>"
+
+    def settings(self) -> bytes:
+        """The ``??`` text: key=value pairs, serial number token and firmware revision."""
+        return (f"ET= 60 ts=i AQ= 60 os=h AH=1 AT=0 RS={int(self.sync)} BR={int(self.baud == 19200)} "
+                f"RI={int(self.rts_independent)} SN{self.SERIAL.decode()} rev 4.0").encode("ascii")
+
+    def status(self) -> bytes:
+        """The 10-byte status: trigger source, A code, analog range, data status, mode, serial, U."""
+        data_status = b"\x00" if self.condition is None else b"\x01"
+        return b"\x00" + self.rate_code + b"\x00" + data_status + b"D" + self.SERIAL + b"U"
 
 
 def valid(columns: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,21 +1,48 @@
-"""The registry of instrument families: adding an instrument means adding its module here.
+"""The registry of instrument families: adding an instrument means one module and one line here.
 
-Every family module provides ``Parser`` (``feed(bytes) -> Batch``, ``stats``), ``CHANNELS``,
-``UNITS``, ``ROLE`` (``sonic`` or ``gas``), ``encode_observation(obs, first_index) -> bytes`` for
-the emulator and ``command_start(rate_hz) -> bytes``-style command builders.
+Every family module has the same shape (like a Telegraf input plugin):
+
+- ``NAME`` (the registry name), ``ROLE`` (``"sonic"``, ``"gas"`` or ``"met"``), ``TRANSPORT``
+  (``"serial"``, ``"tcp"`` or ``"modbus"``), ``DEFAULT_BAUD`` and ``BAUDS`` (serial rates the
+  instrument can run at, tried by ``bridge probe``) or ``DEFAULT_TCP_PORT``;
+- ``CHANNELS`` and ``UNITS``: documented channel names (sonics ``u``, ``v``, ``w`` [m s-1],
+  ``t_sonic`` [degC], ``diag``; gas analysers ``co2``, ``h2o`` [mmol m-3], ``pressure`` [kPa],
+  ``temperature`` [degC], ``diag``, ``signal_strength`` [%]);
+- ``Parser(**options)``: ``feed(bytes) -> Batch`` and ``stats`` (:class:`frames.ParseStats`);
+  never raises on bytes, counts what it rejects;
+- ``decode_flags(diag) -> {name: bool array}``: the diagnostic bits by name, True meaning the
+  condition is present (a fault, or a state such as a heater being on);
+- ``valid(columns) -> bool array``: samples whose diagnostics allow them into flux statistics;
+- ``command_start(rate_hz) -> bytes``: what the driver sends when it opens the port;
+- ``Device`` (:class:`device.Device`): the emulator side, speaking the same bytes.
 """
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
-from firmware_bridge import csat3, li7500
-
-FAMILIES: dict[str, ModuleType] = {"csat3": csat3, "li7500": li7500}
+#: Registry name -> module implementing the family.
+FAMILIES: dict[str, str] = {
+    "csat3": "firmware_bridge.csat3",
+    "csat3b": "firmware_bridge.csat3b",
+    "windmaster": "firmware_bridge.windmaster",
+    "li7500": "firmware_bridge.li7500",
+    "li7200": "firmware_bridge.li7200",
+    "li7700": "firmware_bridge.li7700",
+    "modbus": "firmware_bridge.modbus.rtu",
+}
 
 
 def family(name: str) -> ModuleType:
+    """The module of family ``name``; ``KeyError`` naming the known families otherwise."""
     try:
-        return FAMILIES[name]
+        path = FAMILIES[name]
     except KeyError:
         raise KeyError(f"unknown instrument family {name!r}; known: {', '.join(sorted(FAMILIES))}") from None
+    return importlib.import_module(path)
+
+
+def streaming_families() -> list[str]:
+    """Families whose instruments stream frames on a serial line or TCP socket (not polled)."""
+    return [name for name in FAMILIES if family(name).TRANSPORT != "modbus"]

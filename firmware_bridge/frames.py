@@ -62,3 +62,39 @@ class Batch:
                 row[name] = None if isinstance(value, float) and value != value else value
             out.append(row)
         return out
+
+
+class CounterTracker:
+    """Counts jumps of an instrument's record counter into ``stats``: a jump of k counts one gap
+    and k - 1 missed records. ``modulo`` for wrapping counters (CSAT3/CSAT3B: 64, NIDAS's
+    ``(prev + 1) % 64 == cntr``), None for an increasing index (LI-COR ``Ndx``)."""
+
+    def __init__(self, stats: ParseStats, modulo: int | None = None) -> None:
+        self.stats = stats
+        self.modulo = modulo
+        self.last: int | None = None
+
+    def update(self, counter: np.ndarray) -> None:
+        if len(counter) == 0:
+            return
+        seq = counter if self.last is None else np.concatenate(([self.last], counter))
+        step = np.diff(seq)
+        if self.modulo:
+            step %= self.modulo
+        gaps = step != 1
+        missed = (step[gaps] - 1) % self.modulo if self.modulo else np.clip(step[gaps] - 1, 0, None)
+        self.stats.counter_gaps += int(gaps.sum())
+        self.stats.samples_missed += int(missed.sum())
+        self.last = int(counter[-1])
+
+
+def complete_lines(buf: bytes, stats: ParseStats, max_line_bytes: int) -> tuple[list[bytes], bytes]:
+    """Split a text stream at LF: the complete lines, and the unterminated rest to carry into the
+    next feed (dropped and counted as one resync once it outgrows ``max_line_bytes``)."""
+    lines = buf.split(b"\n")
+    rest = lines.pop()
+    if len(rest) > max_line_bytes:
+        stats.resyncs += 1
+        stats.bytes_skipped += len(rest)
+        rest = b""
+    return lines, rest

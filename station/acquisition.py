@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import serial
 
-from firmware_bridge.families import family
+from firmware_bridge.driver import Driver
 from station.config import InstrumentConfig
 from station.logs import event
 
 log = logging.getLogger("station.acquisition")
-BACKOFF_MAX_S = 30.0
 
 
 @dataclass
@@ -66,52 +63,42 @@ class StreamBuffer:
 
 
 class InstrumentReader(threading.Thread):
-    """Reads one serial instrument, re-opening the port with capped exponential backoff."""
+    """Runs one instrument's :class:`~firmware_bridge.driver.Driver` and time-stamps its frames
+    into a :class:`StreamBuffer`."""
 
     def __init__(self, config: InstrumentConfig, rate_hz: float) -> None:
         super().__init__(name=f"reader-{config.name}", daemon=True)
         self.config = config
-        self.family = family(config.driver)
-        self.parser = self.family.Parser()
         self.rate_hz = rate_hz
         self.buffer = StreamBuffer()
-        self.last_frame_time: float | None = None
-        self.connected = False
-        self._halt = threading.Event()
+        self.driver = Driver(config.name, config.driver, config.port, config.baud_rate, rate_hz=rate_hz,
+                             on_batch=self._on_batch, on_event=self._on_event)
+        self.family = self.driver.family
+
+    @property
+    def parser(self):
+        return self.driver.parser
+
+    @property
+    def connected(self) -> bool:
+        return self.driver.connected
+
+    @property
+    def last_frame_time(self) -> float | None:
+        return self.driver.last_frame_time
 
     def stop(self) -> None:
-        self._halt.set()
+        self.driver.stop()
 
     def run(self) -> None:
-        backoff = 0.5
-        while not self._halt.is_set():
-            try:
-                with serial.Serial(self.config.port, self.config.baud_rate, timeout=0.05) as port:
-                    port.reset_input_buffer()  # bytes queued while nobody listened are stale
-                    self.connected = True
-                    event(log, "instrument_open", instrument=self.config.name, port=self.config.port)
-                    backoff = 0.5
-                    self._read(port)
-            except (serial.SerialException, OSError) as exc:
-                if self.connected or backoff == 0.5:
-                    event(log, "instrument_unavailable", logging.WARNING, instrument=self.config.name,
-                          port=self.config.port, error=str(exc).split("\n")[0], retry_s=backoff)
-                self.connected = False
-                self._halt.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-        self.connected = False
+        self.driver.run()
 
-    def _read(self, port: serial.Serial) -> None:
+    def _on_event(self, name: str, level: int, fields: dict) -> None:
+        event(log, name, level, **fields)
+
+    def _on_batch(self, batch, now: float) -> None:
+        # Frames completed in one read arrived back to back; space earlier ones by the nominal
+        # interval so each keeps a distinct time tag.
         dt = 1.0 / self.rate_hz
-        while not self._halt.is_set():
-            data = port.read(max(1, port.in_waiting))
-            if not data:
-                continue
-            now = time.time()
-            batch = self.parser.feed(data)
-            if batch.n:
-                # Frames completed in one read arrived back to back; space earlier ones by the
-                # nominal interval so each keeps a distinct time tag.
-                t = now - dt * (batch.n - 1 - np.arange(batch.n))
-                self.buffer.append(SampleBlock(t, batch.columns))
-                self.last_frame_time = now
+        t = now - dt * (batch.n - 1 - np.arange(batch.n))
+        self.buffer.append(SampleBlock(t, batch.columns))

@@ -4,6 +4,8 @@ so a station node never loads collector code and vice versa."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 
@@ -25,9 +27,8 @@ def _station_run(args: argparse.Namespace) -> int:
 def _station_check(args: argparse.Namespace) -> int:
     import time
 
-    import serial
-
     from firmware_bridge.families import family
+    from firmware_bridge.link import LinkError, open_link
     from station import config as station_config
 
     cfg, digest = station_config.load(args.config)
@@ -35,21 +36,28 @@ def _station_check(args: argparse.Namespace) -> int:
     failures = 0
     for inst in cfg.instruments:
         parser = family(inst.driver).Parser()
+        link = open_link(inst.port, inst.baud_rate)
         try:
-            with serial.Serial(inst.port, inst.baud_rate, timeout=0.1) as port:
-                port.reset_input_buffer()
+            link.open()
+            try:
+                link.write(family(inst.driver).command_start(cfg.acquisition.sample_rate_hz))
                 deadline = time.monotonic() + args.seconds
                 frames = 0
                 while time.monotonic() < deadline:
-                    frames += parser.feed(port.read(max(1, port.in_waiting))).n
-        except (serial.SerialException, OSError) as exc:
+                    frames += parser.feed(link.read()).n
+            finally:
+                link.close()
+        except LinkError as exc:
             print(f"  {inst.name} ({inst.driver} on {inst.port}): cannot open: {exc}")
             failures += 1
             continue
         rate = frames / args.seconds
-        verdict = "OK" if frames else "SILENT (check wiring, baud and that the instrument streams)"
+        verdict = "OK" if frames else "SILENT (check wiring, baud and that the instrument streams; " \
+                                      "'fluxedge bridge probe --port PORT' finds family and baud)"
+        s = parser.stats
         print(f"  {inst.name} ({inst.driver} on {inst.port} @ {inst.baud_rate}): {frames} frames "
-              f"({rate:.1f} Hz), {parser.stats.resyncs} resyncs, {parser.stats.malformed} malformed: {verdict}")
+              f"({rate:.1f} Hz), {s.checksum_errors} checksum errors, {s.resyncs} resyncs, {s.malformed} malformed, "
+              f"{s.counter_gaps} counter gaps: {verdict}")
         failures += frames == 0
     return 1 if failures else 0
 
@@ -136,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into head/less that quit early
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep interpreter shutdown quiet
+        return 0
 
 
 if __name__ == "__main__":

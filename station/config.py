@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firmware_bridge.families import FAMILIES, family
+from firmware_bridge.families import FAMILIES, family, streaming_families
+from firmware_bridge.link import parse_address
 from station.configschema import ConfigError, between, build, check, non_negative, positive, read_toml
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -19,7 +20,20 @@ def _station_id(value: str) -> str | None:
 
 
 def _driver(value: str) -> str | None:
-    return None if value in FAMILIES else f"unknown driver {value!r}; known: {', '.join(sorted(FAMILIES))}"
+    if value not in FAMILIES:
+        return f"unknown driver {value!r}; known: {', '.join(sorted(FAMILIES))}"
+    if family(value).TRANSPORT == "modbus":
+        return f"{value!r} is a polled Modbus bus, not a streaming instrument; streaming drivers: " \
+               f"{', '.join(sorted(streaming_families()))}"
+    return None
+
+
+def _port(value: str) -> str | None:
+    try:
+        parse_address(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _period(value: int) -> str | None:
@@ -66,7 +80,8 @@ class AcquisitionConfig:
 class InstrumentConfig:
     name: str = field(metadata=check(_station_id))
     driver: str = field(metadata=check(_driver))
-    port: str
+    #: serial device path, or tcp://HOST:PORT for Ethernet instruments (LI-7550, LI-7700)
+    port: str = field(metadata=check(_port))
     baud: int | None = None
     #: azimuth of the sonic's +x axis from true north [deg]
     north_offset_deg: float = field(default=0.0, metadata=check(between(-360, 360)))
@@ -85,7 +100,7 @@ class InstrumentConfig:
 
     @property
     def baud_rate(self) -> int:
-        return self.baud or family(self.driver).DEFAULT_BAUD
+        return self.baud or getattr(family(self.driver), "DEFAULT_BAUD", 9600)
 
 
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
@@ -132,6 +147,11 @@ class StationConfig:
         sonics = [i for i in self.instruments if i.role == "sonic"]
         if len(sonics) != 1:
             return [("instruments", f"needs exactly one sonic anemometer, found {len(sonics)}")]
+        for inst in self.instruments:
+            try:
+                family(inst.driver).command_start(self.acquisition.sample_rate_hz)
+            except ValueError as exc:
+                return [("acquisition.sample_rate_hz", f"instrument {inst.name!r}: {exc}")]
         return []
 
     @property

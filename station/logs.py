@@ -14,6 +14,8 @@ def setup(verbose: bool = False, quiet: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # pymodbus logs every timeout as an ERROR with frame dumps; the poller reports them itself
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     for noisy in ("urllib3", "influxdb_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
