@@ -83,6 +83,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     probe.add_argument("--port", help="serial device (default: all /dev/ttyUSB*, /dev/ttyACM*, ... found)")
     probe.add_argument("--listen", type=float, default=1.2, metavar="S", help="seconds to listen per baud rate")
     probe.add_argument("--all", action="store_true", help="keep trying other rates after a match")
+    probe.add_argument("--modbus", action="store_true",
+                       help="also ask for Modbus RTU sensors: one read request per shipped register map, at its "
+                            "default address, rate and serial format (reads change nothing on a sensor)")
+    probe.add_argument("--format", metavar="8N1", help="serial format for the Modbus requests (default: each map's)")
     probe.set_defaults(func=probe_cmd)
 
 
@@ -290,7 +294,7 @@ def emulate(args: argparse.Namespace) -> int:
 # -- probe -----------------------------------------------------------------------------------------
 def probe_cmd(args: argparse.Namespace) -> int:
     from firmware_bridge.link import LinkError
-    from firmware_bridge.probe import explain, probe_port
+    from firmware_bridge.probe import explain, probe_modbus, probe_port
 
     if args.port:
         ports = [args.port]
@@ -308,6 +312,17 @@ def probe_cmd(args: argparse.Namespace) -> int:
         except LinkError as exc:
             print(f"{path}: cannot open: {exc}")
             continue
+        if args.modbus and not found:
+            try:
+                modbus = probe_modbus(path, serial_format=args.format)
+            except LinkError as exc:
+                print(f"{path}: Modbus probe: {exc}")
+                modbus = []
+            for answer in modbus:
+                print(f"{path}: {answer.describe()}", flush=True)
+            if modbus:
+                answered = True
+                continue
         answered |= bool(found)
         for line in explain(path, found, heard):
             print(line, flush=True)

@@ -108,4 +108,56 @@ def explain(path: str, found: list[ProbeResult], heard: list[BaudReport]) -> lis
     return lines
 
 
-__all__ = ["LinkError", "ProbeResult", "explain", "probe_port"]
+@dataclass(frozen=True)
+class ModbusAnswer:
+    map_name: str
+    device_id: int
+    baud: int
+    serial_format: str
+    reply: str  # "data" or "exception 0xNN"
+
+    def describe(self) -> str:
+        return (f"modbus device {self.device_id} answered at {self.baud} baud {self.serial_format} "
+                f"({self.reply}) to a read from register map {self.map_name!r}")
+
+
+def probe_modbus(path: str, timeout_s: float = 0.3, serial_format: str | None = None) -> list[ModbusAnswer]:
+    """Ask at each shipped map's default address, rate and serial format for its first point (a
+    read: harmless); a CRC-valid reply from that address, data or exception, means a device is
+    there. ``serial_format`` (e.g. ``"8N1"``) overrides the maps' (ptys accept no parity)."""
+    from firmware_bridge.modbus import rtu
+    from firmware_bridge.modbus.maps import load_map, shipped_maps
+
+    answers = []
+    tried = set()
+    for name in shipped_maps():
+        m = load_map(name)
+        d, point = m.device, m.points[0]
+        fmt = serial_format or f"{d.bytesize}{d.parity}{d.stopbits}"
+        key = (d.address, d.baudrate, fmt, point.kind, point.address)
+        if key in tried:
+            continue
+        tried.add(key)
+        function = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}[point.kind]
+        link = SerialLink(path, d.baudrate, fmt)
+        link.open()
+        try:
+            link.write(rtu.read_request(d.address, function, point.address, point.count))
+            parser = rtu.Parser()
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                batch = parser.feed(link.read())
+                hits = [(int(a), int(e)) for a, k, e in zip(batch.columns["address"], batch.columns["kind"],
+                                                           batch.columns["exception"], strict=True)
+                        if a == d.address and k == 1]
+                if hits:
+                    code = hits[0][1]
+                    answers.append(ModbusAnswer(name, d.address, d.baudrate, fmt,
+                                                f"exception 0x{code:02X}" if code else "data"))
+                    break
+        finally:
+            link.close()
+    return answers
+
+
+__all__ = ["LinkError", "ModbusAnswer", "ProbeResult", "explain", "probe_modbus", "probe_port"]

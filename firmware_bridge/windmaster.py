@@ -56,8 +56,12 @@ UNITS = {"u": "m s-1", "v": "m s-1", "w": "m s-1", "t_sonic": "degC", "speed_of_
 #: M1 with speed of sound and sonic temperature, no analogue inputs or PRT.
 DEFAULT_FIELDS = ("u", "v", "w", "units", "speed_of_sound", "t_sonic", "status")
 #: Field kinds a field list may name, with the column they fill.
-FIELD_KINDS = ("u", "v", "w", "units", "speed_of_sound", "t_sonic", "status",
+FIELD_KINDS = ("u", "v", "w", "units", "speed_of_sound", "t_sonic", "status", "status_address",
                "analog1", "analog2", "analog3", "analog4", "prt")
+#: Gill R3-50/R3-100 ASCII UVW: ``<STX>StaA,StaD,Wc1,Wc2,Wc3,C,T<ETX>cc`` with no node ID; StaA
+#: says which status word StaD shows (instruments.md section 3, R3 [S]/[?]). Use with
+#: ``Parser(fields=R3_FIELDS, node_id=False)``; ``diag`` is then StaD whatever StaA is.
+R3_FIELDS = ("status_address", "status", "u", "v", "w", "speed_of_sound", "prt")
 #: Units letter -> m s-1 per unit (manual section 7.1 "Units"; knot = 1852/3600 m s-1 exactly).
 UNIT_FACTORS = {b"M": 1.0, b"N": 1852.0 / 3600.0, b"P": 0.44704, b"K": 1.0 / 3.6}
 
@@ -89,7 +93,8 @@ _FRAME = re.compile(rb"\x02([^\x02\x03\r\n]{0,%d})\x03([0-9A-Fa-f]{2})(?:\r\n|\r
 _GAP = re.compile(rb"(\x02[^\x02\r\n]*(?:\r\n|\r|\n)?)|([^\x02\r\n]*(?:\r\n|\r|\n))|([^\x02\r\n]+)")
 _PRINTABLE = re.compile(rb"[\t\x20-\x7e]*")
 _NUM = rb"([-+]?(?:\d+(?:\.\d*)?|\.\d+)?)"
-_FIELD_RE = {"units": rb"([A-Z])", "status": rb"([0-9A-Fa-f]{2})", "prt": _NUM + rb"C?"}
+_FIELD_RE = {"units": rb"([A-Z])", "status": rb"([0-9A-Fa-f]{2})", "status_address": rb"([0-9A-Fa-f]{2})",
+             "prt": _NUM + rb"C?"}
 
 
 def firmware_w_boost(firmware: str | None) -> bool:
@@ -162,13 +167,14 @@ class Parser:
 
     family = NAME
 
-    def __init__(self, fields: tuple[str, ...] = DEFAULT_FIELDS, firmware: str | None = None) -> None:
+    def __init__(self, fields: tuple[str, ...] = DEFAULT_FIELDS, firmware: str | None = None,
+                 node_id: bool = True) -> None:
         unknown = [f for f in fields if f not in FIELD_KINDS]
         if unknown or len(set(fields)) != len(fields):
             raise ValueError(f"WindMaster fields must be distinct names from {FIELD_KINDS}; got {fields}")
         self.fields = tuple(fields)
         parts = [_FIELD_RE.get(name, _NUM) for name in self.fields]
-        self._body = re.compile(rb"[A-Za-z]," + b",".join(parts) + rb",?")
+        self._body = re.compile((rb"[A-Za-z]," if node_id else b"") + b",".join(parts) + rb",?")
         self._index = {name: i + 1 for i, name in enumerate(self.fields)}
         self._extras = tuple(f for f in self.fields if f.startswith("analog") or f == "prt")
         self.channels = CHANNELS + self._extras
@@ -282,7 +288,8 @@ class Parser:
             return None
         idx = self._index
         try:
-            values = {name: _number(m.group(i)) for name, i in idx.items() if name not in ("units", "status")}
+            values = {name: _number(m.group(i)) for name, i in idx.items()
+                      if name not in ("units", "status", "status_address")}
         except ValueError:
             return None
         factor = 1.0

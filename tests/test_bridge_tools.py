@@ -158,3 +158,19 @@ def test_modbus_emulate_and_sniff_through_the_cli():
     assert "Traceback" not in sniff.stderr
     final = sniff.stderr.strip().splitlines()[-1]
     assert final.startswith("health modbus vaisala_hmp") and "timeouts 0" not in final
+
+
+def test_probe_asks_for_modbus_sensors_over_rtu():
+    """A soil probe (address 1) on a real pymodbus RTU server behind a pty null-modem answers the
+    probe's read for its own map; nobody answers at the Vaisala address 240."""
+    from firmware_bridge.modbus.server import EmulatedDevice, ModbusEmulator
+    from firmware_bridge.probe import probe_modbus
+    from firmware_bridge.ptypair import NullModem
+
+    with NullModem() as modem, ModbusEmulator(EmulatedDevice("soil_probe_layout_a"), transport="rtu",
+                                              serial_port=modem.a_path, baudrate=9600):
+        answers = probe_modbus(modem.b_path, timeout_s=0.3, serial_format="8N1")
+    by_map = {a.map_name: a for a in answers}
+    assert by_map["soil_probe_layout_a"].reply == "data" and by_map["soil_probe_layout_a"].device_id == 1
+    assert "vaisala_hmp" not in by_map
+    assert "answered at 9600 baud 8N1 (data)" in by_map["soil_probe_layout_a"].describe()

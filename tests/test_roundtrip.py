@@ -25,7 +25,7 @@ FAMILIES = {
     "li7200": ("co2", 1e-5),
     "li7700": ("ch4", 1e-6),
 }
-STEP_S = 0.01  # one sample per 10 ms of wall time: a 100 Hz instrument
+STEP_S = 0.005  # one sample per 5 ms of wall time: a 200 Hz instrument
 
 
 class Harness:
@@ -45,7 +45,7 @@ class Harness:
         self.events: list[str] = []
         self.index = 0
         self.t = 0.0
-        self.driver = Driver(name, name, port.path, rate_hz=20, silence_s=0.25, reopen_after_silence_s=60,
+        self.driver = Driver(name, name, port.path, rate_hz=20, silence_s=0.1, reopen_after_silence_s=60,
                              backoff_min_s=0.05, backoff_max_s=0.2, on_batch=self._on_batch, on_event=self._on_event)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.driver.run, daemon=True)
@@ -136,10 +136,10 @@ def _clean_phase(h: Harness, n: int = 30) -> int:
 def test_fault_and_recovery(harness, name, kind):
     h = harness(name)
     fam = family(name)
-    _clean_phase(h)
+    _clean_phase(h, 20)
     stats0 = h.driver.parser.stats.as_dict()
     h.inst.inject(kind, h.t, probability=0.3 if kind in ("noise", "truncate", "bad_checksum", "counter_gap") else 1.0)
-    n_fault = 60
+    n_fault = 50
     h.emit(n_fault)
     if kind in ("silence", "disconnect"):
         h.wait(lambda: "instrument_silent" in h.events or "instrument_lost" in h.events,
@@ -186,10 +186,10 @@ def test_fault_and_recovery(harness, name, kind):
     if kind == "disconnect":
         time.sleep(0.1)
     before = h.frames()
-    h.emit(40)
+    h.emit(30)
     h.settle()
     recovered = h.frames() - before
-    assert recovered >= 38, f"{name} after {kind}: only {recovered} of 40 frames decoded"
+    assert recovered >= 28, f"{name} after {kind}: only {recovered} of 30 frames decoded"
     if kind in ("silence", "disconnect"):
         assert "instrument_recovered" in h.events or kind == "disconnect"
     if kind == "counter_gap" and getattr(fam, "HAS_COUNTER", True):
@@ -197,7 +197,7 @@ def test_fault_and_recovery(harness, name, kind):
         missed = h.driver.parser.stats.samples_missed - stats0["samples_missed"]
         assert missed == hits, f"{hits} records dropped, parser counted {missed} missed"
     if kind in CONDITIONS:
-        tail = {k: v[-30:] for k, v in h.columns().items()}
+        tail = {k: v[-25:] for k, v in h.columns().items()}
         assert np.all(fam.valid(tail)), f"{kind} flags did not clear"
     h.assert_values_were_sent()
 

@@ -341,3 +341,14 @@ def test_fuzz_frames_survive_garbage_and_mutations(seed, plan, cuts):
     chunked, rows2, boost2 = feed_split(stream, [c % (len(stream) + 1) for c in cuts])
     assert rows2 == rows and boost2 == boost
     assert chunked.stats == whole.stats and chunked.firmware == whole.firmware
+
+
+def test_r3_layout_without_node_id():
+    """R3-50 ASCII: StaA, StaD, U, V, W, speed of sound, PRT temperature; no node ID, no units."""
+    body = b"00,00,+001.23,-000.57,+000.09,+347.12,+024.50C,"
+    line = b"\x02" + body + b"\x03" + f"{wm.checksum(body):02X}".encode() + b"\r\n"
+    parser = wm.Parser(fields=wm.R3_FIELDS, node_id=False)
+    row = parser.feed(line).rows()[0]
+    assert (row["u"], row["v"], row["w"], row["speed_of_sound"], row["prt"]) == (1.23, -0.57, 0.09, 347.12, 24.5)
+    assert row["t_sonic"] == pytest.approx(347.12**2 / wm.GAMMA_RD - 273.15)
+    assert wm.Parser().feed(line).n == 0  # the M1 layout rejects it
