@@ -1,0 +1,55 @@
+"""AmeriFlux BASE half-hourly CSV: column names, units and formatting.
+
+Conventions (AmeriFlux "Half-Hourly/Hourly Data Upload Format", FLUXNET data variables; see
+shared/reference/ec-methods.md f.8): ``TIMESTAMP_START`` and ``TIMESTAMP_END`` first, as
+``YYYYMMDDHHMM``; missing values ``-9999``; base names with their AmeriFlux units.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Iterable
+from typing import IO
+
+MISSING = -9999
+
+#: Column -> unit, in output order (after the two time stamps).
+COLUMNS: dict[str, str] = {
+    "FC": "umolCO2 m-2 s-1", "FH2O": "mmolH2O m-2 s-1", "LE": "W m-2", "H": "W m-2", "TAU": "kg m-1 s-2",
+    "USTAR": "m s-1", "FCH4": "nmolCH4 m-2 s-1", "ZL": "nondimensional", "MO_LENGTH": "m", "WS": "m s-1",
+    "WD": "decimal degrees", "U_SIGMA": "m s-1", "V_SIGMA": "m s-1", "W_SIGMA": "m s-1", "T_SONIC": "deg C",
+    "CO2": "umolCO2 mol-1", "H2O": "mmolH2O mol-1", "PA": "kPa", "FC_SSITC_TEST": "nondimensional",
+    "H_SSITC_TEST": "nondimensional", "LE_SSITC_TEST": "nondimensional", "TAU_SSITC_TEST": "nondimensional",
+    "FETCH_MAX": "m", "FETCH_70": "m", "FETCH_90": "m", "CO2_LAG": "s", "H2O_LAG": "s",
+}
+INTEGER_COLUMNS = {"FC_SSITC_TEST", "H_SSITC_TEST", "LE_SSITC_TEST", "TAU_SSITC_TEST"}
+
+
+def timestamp(unix_s: float) -> str:
+    """``YYYYMMDDHHMM`` of a Unix time (the caller has already chosen the time zone: AmeriFlux
+    wants local standard time, without daylight saving)."""
+    return time.strftime("%Y%m%d%H%M", time.gmtime(unix_s))
+
+
+def _cell(name: str, value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return str(MISSING)
+    if name in INTEGER_COLUMNS:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def write(out: IO[str], rows: Iterable[tuple[float, float, dict[str, float]]], columns: list[str] | None = None) -> int:
+    """Write ``(start_unix, end_unix, results)`` rows; returns the number written. Columns with
+    no value in any row (e.g. FCH4 without a methane analyser) are left out only when the caller
+    passes ``columns``."""
+    names = columns or list(COLUMNS)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["TIMESTAMP_START", "TIMESTAMP_END", *names])
+    n = 0
+    for start, end, results in rows:
+        writer.writerow([timestamp(start), timestamp(end), *(_cell(c, results.get(c)) for c in names)])
+        n += 1
+    return n
