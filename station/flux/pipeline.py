@@ -1,0 +1,280 @@
+"""The full processing chain of one averaging period, in EddyPro's order and with its defaults.
+
+absolute limits -> despiking (Vickers & Mahrt 1997) -> tilt correction (double rotation,
+Wilczak et al. 2001) -> time lag (covariance maximisation with default) -> detrending (block
+average) -> covariances -> air properties -> Level-0 fluxes -> spectral correction factors
+(Moncrieff et al. 1997, 2004) -> van Dijk / WPL corrections -> stability -> QC (Mauder & Foken
+2004) -> footprint (Kljun et al. 2004) -> random uncertainty (Finkelstein & Sims 2001).
+
+Arrays in, one dict of AmeriFlux-named results out; no I/O. The defaults of :class:`Options`
+are the EddyPro settings of the reference runs in ``shared/data/ec/README.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from station.flux import despike, detrend, footprint, qc, spectral, timelag, uncertainty
+from station.flux.air import Air, air_from_sonic, ambient_pressure_pa
+from station.flux.constants import G_M_S2, MV_KG_MOL, VON_KARMAN
+from station.flux.fluxes import DENSITY, FluxInputs, Gas, corrected_fluxes
+from station.flux.rotation import double_rotation_matrix
+
+WIND = ("u", "v", "w")
+#: EddyPro's default absolute limits (u, v, w [m s-1], ts [K]); gases by measure type below.
+ABSOLUTE_LIMITS = {"u": (-30.0, 30.0), "v": (-30.0, 30.0), "w": (-5.0, 5.0), "ts": (233.15, 323.15)}
+GAS_LIMITS = {("co2", "ratio"): (200.0, 900.0), ("h2o", "ratio"): (0.0, 40.0), ("ch4", "ratio"): (0.17, 1000.0)}
+
+
+@dataclass(frozen=True)
+class GasSetup:
+    """One gas: how it is measured, where, and its lag window (nominal, min, max) [s]."""
+
+    name: str  # "co2", "h2o", "ch4"
+    measure_type: str = DENSITY
+    analyser: spectral.GasAnalyser = field(default_factory=spectral.GasAnalyser)
+    lag_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def open_path(self) -> bool:
+        return not self.analyser.closed_path
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the engine must know of the site and instruments (heights in m, angles in degrees)."""
+
+    rate_hz: float
+    period_s: float
+    measurement_height_m: float
+    canopy_height_m: float = 0.0
+    displacement_m: float | None = None
+    roughness_m: float | None = None
+    latitude_deg: float = 45.0
+    altitude_m: float = 0.0
+    north_offset_deg: float = 0.0
+    sonic: spectral.Sonic = field(default_factory=spectral.Sonic)
+    gases: tuple[GasSetup, ...] = ()
+
+    def heights(self) -> tuple[float, float]:
+        """(d, z0) with EddyPro's fallbacks (0.67 and 0.15 times the canopy height)."""
+        return footprint.eddypro_site_heights(self.canopy_height_m, self.displacement_m, self.roughness_m)
+
+
+@dataclass(frozen=True)
+class Options:
+    despiking: str = "vickers_mahrt"  # "vickers_mahrt" | "mauder" | "none"
+    max_consecutive_spikes: int = 3
+    sigma: dict[str, float] = field(default_factory=lambda: dict(despike.EDDYPRO_SIGMA))
+    rotation: str = "double"
+    detrending: str = "block"  # "block" | "linear" | "running_mean" | "exponential"
+    detrend_time_constant_s: float = 250.0
+    lag: str = "covariance_max_default"  # "covariance_max_default" | "covariance_max" | "fixed" | "none"
+    spectral: str = "moncrieff"  # "moncrieff" | "horst" | "none"
+    qc_system: str = "mauder_foken_2004"
+    footprint: str = "kljun_2004"
+    random_uncertainty: bool = True
+
+
+def _limits(name: str, gas: GasSetup | None) -> tuple[float, float] | None:
+    if gas is None:
+        return ABSOLUTE_LIMITS.get(name)
+    if gas.measure_type == DENSITY:
+        return None  # limits are defined on mole fractions; densities depend on T and p
+    return GAS_LIMITS.get((gas.name, "ratio"))
+
+
+def _despike(x: np.ndarray, names: list[str], setup: Setup, options: Options) -> tuple[np.ndarray, np.ndarray]:
+    if options.despiking == "none":
+        return x, np.zeros(len(names), int)
+    if options.despiking == "mauder":
+        return despike.mauder_mad_despike(x)
+    sigma = [options.sigma.get(n, despike.EDDYPRO_SIGMA_OTHER) for n in names]
+    window = despike.eddypro_despike_window_s(round(setup.period_s / 60))
+    return despike.vickers_mahrt_despike(x, setup.rate_hz, sigma, options.max_consecutive_spikes, window)
+
+
+def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | None = None) -> dict[str, float]:
+    """Results of one period from raw high-frequency columns: ``u``, ``v``, ``w`` [m s-1], ``ts``
+    [K], gases named as in ``setup.gases`` (molar density [mmol m-3], or mixing ratio / mole
+    fraction [umol mol-1 CO2 and CH4, mmol mol-1 H2O]), optional ``pa`` [Pa]. NaN = missing."""
+    options = options or Options()
+    gases = {g.name: g for g in setup.gases if g.name in columns}
+    names = [*WIND, "ts", *gases]
+    x = np.vstack([np.asarray(columns[n], dtype=float) for n in names])
+    for i, name in enumerate(names):
+        lim = _limits(name, gases.get(name))
+        if lim is not None:
+            x[i, (x[i] < lim[0]) | (x[i] > lim[1])] = np.nan
+    x, spikes = _despike(x, names, setup, options)
+    n_samples = x.shape[1]
+    used = int(np.sum(np.all(np.isfinite(x[:4]), axis=0)))
+
+    # tilt correction of the wind samples
+    mean_raw = np.nanmean(x[:3], axis=1)
+    rot = double_rotation_matrix(mean_raw)
+    wind = rot @ np.where(np.isfinite(x[:3]), x[:3], 0.0)
+    wind[:, ~np.all(np.isfinite(x[:3]), axis=0)] = np.nan
+    x[:3] = wind
+
+    # time lags
+    lags: dict[str, float] = {}
+    for i, name in enumerate(names[4:], start=4):
+        g = gases[name]
+        nominal, lo, hi = timelag.eddypro_lag_window(setup.rate_hz, *g.lag_s, closed_path=not g.open_path,
+                                                     water=name == "h2o")
+        if options.lag == "none":
+            lag = 0
+        elif options.lag == "fixed":
+            lag = nominal
+        else:
+            default = nominal if options.lag == "covariance_max_default" else None
+            lag = timelag.find_lag(x[2], x[i], lo, hi, default)[0]
+        x[i] = timelag.shift(x[i], lag)
+        lags[name] = lag / setup.rate_hz
+
+    means = np.nanmean(x, axis=1)
+    fl = detrend.fluctuations(x, options.detrending, fs_hz=setup.rate_hz,
+                              time_constant_s=options.detrend_time_constant_s)
+    cov = _cov(fl)
+    idx = {n: i for i, n in enumerate(names)}
+
+    p_pa = float(np.nanmean(columns["pa"])) if "pa" in columns and np.isfinite(columns["pa"]).any() \
+        else ambient_pressure_pa(setup.altitude_m)
+    air = _air(means, idx, gases, p_pa)
+
+    d, z0 = setup.heights()
+    zm = setup.measurement_height_m - d
+    u_mean = float(np.hypot(means[0], means[1]))
+    gas_inputs = {name: Gas(cov[2, idx[name]], means[idx[name]], g.measure_type, g.open_path)
+                  for name, g in gases.items()}
+    base = FluxInputs(w_ts=cov[2, 3], u_w=cov[0, 2], v_w=cov[1, 2], **gas_inputs)
+    res = corrected_fluxes(base, air)
+    scf: dict[str, float] = {}
+    for _ in range(3):  # stability needs the corrected fluxes, the corrections need stability
+        zl = zm / _obukhov(res, air)
+        if options.spectral == "none" or not np.isfinite(zl):
+            break
+        scf = _spectral(options, setup, gases, u_mean, zl, zm, air)
+        res = corrected_fluxes(FluxInputs(base.w_ts, base.u_w, base.v_w, **gas_inputs, scf=scf), air)
+    mo_length = _obukhov(res, air)
+    zl = zm / mo_length
+
+    out = dict(res)
+    for key in ("FCH4", "FCH4_0"):  # AmeriFlux reports methane fluxes in nmol m-2 s-1
+        if key in out:
+            out[key] *= 1e3
+    out.update(_stats(x, fl, cov, means, idx, air, setup, mean_raw, gases))
+    out.update(MO_LENGTH=mo_length, ZL=zl, N_SAMPLES=float(used), MISSING_PCT=100.0 * (n_samples - used) / n_samples)
+    out.update({f"{k}_SCF": v for k, v in scf.items()})
+    out.update({f"{n.upper()}_LAG": v for n, v in lags.items()})
+    out.update({f"{n.upper()}_SPIKES": float(s) for n, s in zip(names, np.atleast_1d(spikes), strict=True)})
+    out.update(_quality(fl, idx, names, res, air, zl, setup, options))
+    fp = footprint.eddypro_footprint(np.sqrt(cov[2, 2]), res["USTAR"], zl, u_mean, zm, z0)
+    out.update(FETCH_MAX=fp["x_peak"], FETCH_70=fp["x_70%"], FETCH_90=fp["x_90%"])
+    if options.random_uncertainty:
+        out.update(_random_errors(fl, idx, gases, res, setup, zm, u_mean))
+    return {k: float(v) for k, v in out.items()}
+
+
+def _cov(fl: np.ndarray) -> np.ndarray:
+    """Covariance matrix of the fluctuations, each pair over the samples where both exist."""
+    ok = np.isfinite(fl)
+    m = ok.astype(float)
+    z = np.where(ok, fl, 0.0)
+    n = m @ m.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = z @ z.T
+        sx = z @ m.T
+        c = s / n - (sx / n) * (sx.T / n)
+    return np.where(n > 1, c, np.nan)
+
+
+def _air(means: np.ndarray, idx: dict[str, int], gases: dict[str, GasSetup], p_pa: float) -> Air:
+    ts = means[idx["ts"]]
+    if "h2o" not in gases:
+        return air_from_sonic(ts, p_pa)
+    h2o = gases["h2o"]
+    mean = means[idx["h2o"]]
+    if h2o.measure_type == DENSITY:
+        return air_from_sonic(ts, p_pa, rho_w_kg_m3=mean * 1e-3 * MV_KG_MOL)
+    chi = mean * 1e-3  # mmol mol-1 -> mol mol-1
+    if h2o.measure_type == "mixing_ratio":
+        chi = chi / (1.0 + chi)
+    return air_from_sonic(ts, p_pa, h2o_mole_fraction=chi)
+
+
+def _obukhov(res: dict[str, float], air: Air) -> float:
+    """Obukhov (1946) length [m]: L = -u*^3 Ta / (k g w'T'), w'T' = H / (rho cp)."""
+    wt = res["H"] / air.rho_cp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(-(res["USTAR"] ** 3) * air.ta_k / (VON_KARMAN * G_M_S2 * wt))
+
+
+def _spectral(options: Options, setup: Setup, gases: dict[str, GasSetup], u: float, zl: float, zm: float,
+              air: Air) -> dict[str, float]:
+    if options.spectral == "horst":
+        tau = {name: g.analyser.time_constant_s for name, g in gases.items()}
+        f = {name: float(spectral.horst_1997_factor(u, zl, zm, t)) for name, t in tau.items()}
+        return {"TAU": 1.0, "H": 1.0, "LE": f.get("h2o", 1.0), "FC": f.get("co2", 1.0), "FCH4": f.get("ch4", 1.0)}
+    f = spectral.spectral_correction_factors(u, zl, zm, setup.period_s, setup.rate_hz, sonic=setup.sonic,
+                                             analysers={n: g.analyser for n, g in gases.items()}, t_air_k=air.ta_k,
+                                             detrending=options.detrending,
+                                             detrend_time_s=options.detrend_time_constant_s)
+    return {"TAU": float(f["Tau"]), "H": float(f["H"]), "LE": float(f.get("h2o", 1.0)),
+            "FC": float(f.get("co2", 1.0)), "FCH4": float(f.get("ch4", 1.0))}
+
+
+def _stats(x, fl, cov, means, idx, air: Air, setup: Setup, mean_raw, gases: dict[str, GasSetup]) -> dict[str, float]:
+    wd = (setup.north_offset_deg - np.degrees(np.arctan2(mean_raw[1], mean_raw[0])) + 180.0) % 360.0
+    out = {"WS": float(np.hypot(mean_raw[0], mean_raw[1])), "WD": float(wd),
+           "U_SIGMA": float(np.sqrt(cov[0, 0])), "V_SIGMA": float(np.sqrt(cov[1, 1])),
+           "W_SIGMA": float(np.sqrt(cov[2, 2])), "T_SONIC": air.ts_k - 273.15, "TA": air.ta_k - 273.15,
+           "PA": air.p_pa / 1e3, "RHO_AIR": air.rho_a, "CP": air.cp, "RH": air.rh_pct,
+           "W_TS_COV": float(cov[2, 3])}
+    chi_w = air.e_pa / air.p_pa  # water vapour mole fraction [mol mol-1]
+    for gas, key, per_mol in (("co2", "CO2", 1e-6), ("h2o", "H2O", 1e-3), ("ch4", "CH4", 1e-9)):
+        if gas not in idx:
+            continue
+        mean = float(means[idx[gas]])
+        out[f"W_{key}_COV"] = float(cov[2, idx[gas]])
+        out[f"{key}_MEAN"] = mean
+        kind = gases[gas].measure_type
+        if kind == DENSITY:  # AmeriFlux CO2 / H2O / CH4 are mole fractions in moist air
+            wet = mean * 1e-3 * air.va_m3_mol / per_mol
+        elif kind == "mixing_ratio":
+            wet = mean * (1.0 - chi_w)
+        else:
+            wet = mean
+        out[key] = wet * (1e3 if key == "CH4" and kind != DENSITY else 1.0)  # CH4 nmol mol-1
+    return out
+
+
+def _quality(fl, idx, names, res, air: Air, zl, setup: Setup, options: Options) -> dict[str, float]:
+    samples = {n: fl[idx[n]] for n in names}
+    sst = qc.steady_state_test(samples)
+    ustar = res["USTAR"]
+    tstar = -(res["H"] / air.rho_cp) / ustar if ustar else np.nan
+    itc = qc.itc_test(np.nanstd(fl[0]), np.nanstd(fl[2]), np.nanstd(fl[3]), ustar, tstar, zl, setup.latitude_deg)
+    flags = qc.quality_flags(sst, itc, options.qc_system)
+    mapping = {"tau": "TAU", "h": "H", "h2o": "LE", "co2": "FC", "ch4": "FCH4"}
+    return {f"{mapping[k]}_SSITC_TEST": float(v) for k, v in flags.items() if k in mapping}
+
+
+def _random_errors(fl, idx, gases, res, setup: Setup, zm: float, u_mean: float) -> dict[str, float]:
+    """Finkelstein & Sims (2001) random error of each covariance, scaled like its flux; all fluxes
+    of the period in one batched call (the FFTs are shared)."""
+    pairs = [(key, var, res.get(f"{key}_0")) for key, var in
+             (("TAU", "u"), ("H", "ts"), ("LE", "h2o"), ("FC", "co2"), ("FCH4", "ch4"))]
+    pairs = [(key, var, f0) for key, var, f0 in pairs if var in idx and f0 is not None and np.isfinite(f0)]
+    if not pairs:
+        return {}
+    x = np.vstack([fl[idx[var]] for _, var, _ in pairs])
+    w = np.broadcast_to(fl[2], x.shape)
+    err = np.atleast_1d(uncertainty.random_error(w, x, setup.rate_hz, z_m=zm, u_mean_ms=u_mean)["sigma"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.nanmean(w * x, axis=1)
+        scaled = np.abs(err * np.array([f0 for _, _, f0 in pairs]) / c)
+    return {f"{key}_RANDUNC": float(v) for (key, _, _), v in zip(pairs, scaled, strict=True)}
