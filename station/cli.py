@@ -62,6 +62,21 @@ def _station_check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _flux_process(args: argparse.Namespace) -> int:
+    from station import reprocess
+
+    if args.jobs < 1:
+        print("fluxedge: error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    return reprocess.run(args.raw, args.output, args.metadata, args.period, args.jobs)
+
+
+def _flux_planarfit(args: argparse.Namespace) -> int:
+    from station import reprocess
+
+    return reprocess.planar_fit(args.raw, args.output, args.metadata, args.sectors)
+
+
 def _collector_run(args: argparse.Namespace) -> int:
     from collector import config as collector_config
     from collector.ingest import Collector
@@ -112,6 +127,28 @@ def build_parser() -> argparse.ArgumentParser:
     crun.add_argument("-c", "--config", required=True,
                       help="collector TOML file (see deploy/examples/collector.toml)")
     crun.set_defaults(func=_collector_run)
+
+    flux = sub.add_parser("flux", help="reprocess raw files into fluxes (EddyPro-compatible)",
+                          description="Offline processing of raw high-frequency files.")
+    fsub = flux.add_subparsers(dest="flux_command", required=True, metavar="COMMAND")
+    proc = fsub.add_parser("process", help="raw files -> one AmeriFlux BASE row per averaging period",
+                           description="Compute fully corrected fluxes from LI-COR .ghg, Campbell TOA5 or delimited "
+                                       "text files with EddyPro's default settings, and write AmeriFlux BASE columns "
+                                       "(TIMESTAMP_START/END in local standard time, -9999 for missing).")
+    proc.add_argument("raw", nargs="+", metavar="RAW", help="raw files (.ghg, TOA5 .dat, delimited text)")
+    proc.add_argument("--metadata", help="EddyPro .metadata file (needed for TOA5 and text; .ghg carry their own)")
+    proc.add_argument("--period", type=float, metavar="MINUTES", help="averaging period (default: each file)")
+    proc.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    proc.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="AmeriFlux CSV to write")
+    proc.set_defaults(func=_flux_process)
+    pf = fsub.add_parser("planarfit", help="fit planar-fit tilt coefficients from many periods",
+                         description="Fit the sector-wise planar fit of Wilczak et al. (2001) from the mean winds "
+                                     "of many raw files; writes the coefficients as JSON.")
+    pf.add_argument("raw", nargs="+", metavar="RAW")
+    pf.add_argument("--metadata", help="EddyPro .metadata file (for TOA5 and text)")
+    pf.add_argument("--sectors", type=int, default=1, help="wind sectors (default 1)")
+    pf.add_argument("-o", "--output", required=True, metavar="FIT.json")
+    pf.set_defaults(func=_flux_planarfit)
 
     from firmware_bridge import cli as bridge_cli
 
