@@ -68,7 +68,12 @@ def _flux_process(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print("fluxedge: error: --jobs must be at least 1", file=sys.stderr)
         return 2
-    return reprocess.run(args.raw, args.output, args.metadata, args.period, args.jobs)
+    try:
+        options = reprocess.options_from_args(args)
+    except ValueError as exc:
+        print(f"fluxedge: error: {exc}", file=sys.stderr)
+        return 2
+    return reprocess.run(args.raw, args.output, args.metadata, args.period, args.jobs, options=options)
 
 
 def _flux_planarfit(args: argparse.Namespace) -> int:
@@ -140,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--period", type=float, metavar="MINUTES", help="averaging period (default: each file)")
     proc.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
     proc.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="AmeriFlux CSV to write")
+    opt = proc.add_argument_group("processing options (defaults: EddyPro's, as in the reference runs)")
+    opt.add_argument("--despiking", choices=["vickers_mahrt", "mauder", "none"], default="vickers_mahrt")
+    opt.add_argument("--rotation", choices=["double", "triple", "planar_fit"], default="double")
+    opt.add_argument("--planar-fit", metavar="FIT.json", help="coefficients from 'fluxedge flux planarfit'")
+    opt.add_argument("--detrending", choices=["block", "linear", "running_mean", "exponential"], default="block")
+    opt.add_argument("--time-constant", type=float, default=250.0, metavar="S",
+                     help="running-mean / exponential detrending time constant (default 250 s)")
+    opt.add_argument("--lag", choices=["covariance_max_default", "covariance_max", "fixed", "none"],
+                     default="covariance_max_default")
+    opt.add_argument("--spectral", choices=["moncrieff", "horst", "none"], default="moncrieff")
+    opt.add_argument("--qc", choices=["mauder_foken_2004", "foken_2003", "goeckede_2006"], default="mauder_foken_2004",
+                     help="flag system of the *_SSITC_TEST columns")
+    opt.add_argument("--footprint", choices=["kljun_2004", "kljun_2015", "none"], default="kljun_2004")
     proc.set_defaults(func=_flux_process)
     pf = fsub.add_parser("planarfit", help="fit planar-fit tilt coefficients from many periods",
                          description="Fit the sector-wise planar fit of Wilczak et al. (2001) from the mean winds "

@@ -121,7 +121,8 @@ def process_file(path: str, metadata: str | None = None, period_min: float | Non
     try:
         raw = read_raw(path, metadata)
     except RawDataError as exc:
-        return FileOutcome(path, [], str(exc))
+        hint = " (fluxedge flux process --metadata FILE)" if metadata is None and ".metadata" in str(exc) else ""
+        return FileOutcome(path, [], f"{exc}{hint}")
     except OSError as exc:
         return FileOutcome(path, [], f"{path}: cannot read: {exc.strerror or exc}")
     n = raw.n_samples
@@ -143,7 +144,26 @@ def process_file(path: str, metadata: str | None = None, period_min: float | Non
     return FileOutcome(path, rows, None, _utc_offset_s(raw))
 
 
-def _job(args: tuple[str, str | None, float | None]) -> FileOutcome:
+def options_from_args(args) -> Options:
+    """Processing options from the CLI; ``ValueError`` names a bad planar-fit file."""
+    import json
+
+    from station.flux.planarfit import PlanarFit
+
+    fit = None
+    if args.planar_fit:
+        try:
+            fit = PlanarFit.from_dict(json.loads(Path(args.planar_fit).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--planar-fit {args.planar_fit}: cannot use it: {exc}") from None
+    if args.rotation == "planar_fit" and fit is None:
+        raise ValueError("--rotation planar_fit needs --planar-fit FIT.json (from 'fluxedge flux planarfit')")
+    return Options(despiking=args.despiking, rotation=args.rotation, planar_fit=fit, detrending=args.detrending,
+                   detrend_time_constant_s=args.time_constant, lag=args.lag, spectral=args.spectral,
+                   qc_system=args.qc, footprint=args.footprint)
+
+
+def _job(args: tuple[str, str | None, float | None, Options | None]) -> FileOutcome:
     import warnings
 
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN periods are reported as -9999, not warnings
@@ -151,11 +171,11 @@ def _job(args: tuple[str, str | None, float | None]) -> FileOutcome:
 
 
 def run(paths: list[str], out_path: str, metadata: str | None = None, period_min: float | None = None,
-        jobs: int = 1, progress=sys.stderr) -> int:
+        jobs: int = 1, progress=sys.stderr, options: Options | None = None) -> int:
     """Process ``paths`` into one AmeriFlux CSV; returns 0, or 1 if any file failed."""
     started = time.monotonic()
     outcomes: list[FileOutcome] = []
-    work = [(p, metadata, period_min) for p in paths]
+    work = [(p, metadata, period_min, options) for p in paths]
     show = progress is not None and len(paths) > 1
     if jobs > 1 and len(paths) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:

@@ -1,5 +1,8 @@
 """Real servers for integration tests: mosquitto and influxd on 127.0.0.1, free ports, temp dirs."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from collector.localservers import start_influxd, start_mosquitto
@@ -17,3 +20,7 @@ def influxd(tmp_path_factory):
     server = start_influxd(tmp_path_factory.mktemp("influxd"))
     yield server
     server.stop()
+
+
+#: The real raw EC data with EddyPro results, beside the repository (DEVELOPERS.md: ../shared/data/ec).
+EC_DATA = Path(os.environ.get("FLUXEDGE_EC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ec"))

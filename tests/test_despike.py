@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import os
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EC_DATA
 
 from station.flux.despike import (
     EDDYPRO_SIGMA,
@@ -27,7 +27,7 @@ from station.flux.despike import (
     vickers_mahrt_spikes,
 )
 
-EC = Path(os.environ.get("FLUXEDGE_EC_DATA", "/work/shared/data/ec"))
+EC = EC_DATA
 FLUXPART = EC / "fluxpart-csat3-openpath-20hz"
 DEGEB = EC / "degeb-hs50-li7200-20hz"
 MW_CO2, MW_H2O = 44.01, 18.02  # g mol-1: EddyPro's mg m-3 / g m-3 -> mmol m-3 (st1 means match with these)

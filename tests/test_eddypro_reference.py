@@ -4,17 +4,17 @@ EddyPro 7.0.9 run with the same settings (the issue's tolerances: 2 % or an abso
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import EC_DATA
 
 from station.reprocess import process_file
 
-EC = Path(os.environ.get("FLUXEDGE_EC_DATA", "/work/shared/data/ec"))
+EC = EC_DATA
 FLUXPART = EC / "fluxpart-csat3-openpath-20hz"
 DEGEB = EC / "degeb-hs50-li7200-20hz"
 #: ours -> (EddyPro full_output column, absolute floor)
@@ -54,6 +54,13 @@ def test_period_matches_eddypro(site, raw):
     assert ours["H2O_LAG"] == pytest.approx(float(ref["h2o_time_lag"]))
     for key, col in FLAGS.items():
         assert ours[key] == float(ref[col]), f"{raw.name} {key}"
+    for test in ("spikes_hf", "amplitude_resolution_hf", "drop_out_hf", "absolute_limits_hf", "skewness_kurtosis_hf",
+                 "skewness_kurtosis_sf", "attack_angle_hf", "non_steady_wind_hf"):
+        assert ours[f"VM97_{test.upper()}"] == float(ref[test]), f"{raw.name} {test}"
+    assert ours["ET"] == pytest.approx(float(ref["ET"]), rel=0.02, abs=1e-4)
+    for key, (col, _) in {"U": ("u_spikes", 0), "W": ("w_spikes", 0), "TS": ("ts_spikes", 0),
+                          "CO2": ("co2_spikes", 0)}.items():
+        assert ours[f"{key}_SPIKES"] == float(ref[col]), f"{raw.name} {key} spikes"
     for key, col in (("H_RANDUNC", "rand_err_H"), ("FC_RANDUNC", "rand_err_co2_flux"), ("TAU_RANDUNC", "rand_err_Tau")):
         assert ours[key] == pytest.approx(float(ref[col]), rel=0.02), f"{raw.name} {key}"
     for key, col in (("FETCH_MAX", "x_peak"), ("FETCH_70", "x_70%"), ("FETCH_90", "x_90%"), ("ZL", "(z-d)/L")):

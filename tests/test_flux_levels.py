@@ -8,15 +8,15 @@ WPL chain must reproduce EddyPro's final H, LE, FC, TAU and u*.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
+from conftest import EC_DATA
 
 from station.flux.air import air_from_sonic
 from station.flux.constants import MV_KG_MOL
 from station.flux.fluxes import DENSITY, MIXING_RATIO, FluxInputs, Gas, corrected_fluxes
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ec"
+DATA = EC_DATA
 
 
 def reference_rows(name: str) -> list[dict[str, float]]:

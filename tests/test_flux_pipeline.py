@@ -85,3 +85,26 @@ def test_missing_samples_and_a_missing_analyser():
     assert 8 < r["MISSING_PCT"] < 11
     sonic_only = process({k: columns[k] for k in ("u", "v", "w", "ts")}, SETUP, IDEAL)
     assert "FC" not in sonic_only and np.isfinite(sonic_only["H"]) and np.isfinite(sonic_only["USTAR"])
+
+
+def test_triple_rotation_planar_fit_and_kljun_2015_options():
+    from station.flux.planarfit import fit_planar
+
+    columns, truth = synthetic_period(6)
+    triple = process(columns, SETUP, Options(despiking="none", spectral="none", random_uncertainty=False,
+                                             rotation="triple"))
+    assert triple["FC"] == pytest.approx(truth["FC"], rel=0.01)
+    # a planar fit from periods in many directions, all seen through the same 6 degree pitch
+    rng = np.random.default_rng(1)
+    means = []
+    for angle in rng.uniform(0, 2 * np.pi, 40):
+        u, v, w = tilted(np.full(1, 3 * np.cos(angle)), np.full(1, 3 * np.sin(angle)), np.zeros(1), PITCH_DEG)
+        means.append((u[0], v[0], w[0]))
+    m = np.array(means)
+    fit = fit_planar(m[:, 0], m[:, 1], m[:, 2])
+    pf = process(columns, SETUP, Options(despiking="none", spectral="none", random_uncertainty=False,
+                                         rotation="planar_fit", planar_fit=fit, footprint="kljun_2015"))
+    assert pf["FC"] == pytest.approx(truth["FC"], rel=0.01)
+    assert pf["FETCH_90"] > pf["FETCH_MAX"] > 0
+    with pytest.raises(ValueError, match="planarfit"):
+        process(columns, SETUP, Options(rotation="planar_fit"))

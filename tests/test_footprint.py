@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EC_DATA
 
 from station.flux.footprint import (
     eddypro_footprint,
@@ -20,7 +21,7 @@ from station.flux.footprint import (
     kormann_meixner_2001,
 )
 
-EC = Path("/work/shared/data/ec")
+EC = EC_DATA
 needs_data = pytest.mark.skipif(not EC.is_dir(), reason="reference data not available")
 COLUMNS = ("x_peak", "x_offset", "x_10%", "x_30%", "x_50%", "x_70%", "x_90%")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import pickle
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -29,13 +28,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from conftest import EC_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from station.rawdata import RawDataError, _textparse, read_delimited, read_metadata, read_raw, read_toa5
 from station.rawdata.units import EDDYPRO_MOLAR_MASS_G_MOL, MOLAR_MASS_G_MOL, UnitError, conversion_for
 
-EC = Path(os.environ.get("FLUXEDGE_EC_DATA", "/work/shared/data/ec"))
+EC = EC_DATA
 FLUXPART = EC / "fluxpart-csat3-openpath-20hz"
 DEGEB = EC / "degeb-hs50-li7200-20hz"
 FLUXPART_MD = FLUXPART / "eddypro" / "fluxpart.metadata"

@@ -11,12 +11,12 @@ import csv
 import functools
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EC_DATA
 
 from station.flux.planarfit import PlanarFit, fit_planar, planar_fit_matrix, wind_direction_deg
 from station.flux.rotation import (
@@ -29,7 +29,7 @@ from station.flux.rotation import (
     triple_rotation_matrix,
 )
 
-EC = Path(os.environ.get("FLUXEDGE_EC_DATA", "/work/shared/data/ec"))
+EC = EC_DATA
 FLUXPART = EC / "fluxpart-csat3-openpath-20hz"
 DEGEB = EC / "degeb-hs50-li7200-20hz"
 MW_CO2, MW_H2O = 44.01, 18.02  # g mol-1, as EddyPro converts mg m-3 / g m-3 to mmol m-3

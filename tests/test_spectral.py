@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EC_DATA
 
 from station.flux.footprint import eddypro_site_heights
 from station.flux.spectral import (
@@ -29,7 +30,7 @@ from station.flux.spectral import (
     tube_reynolds_number,
 )
 
-EC = Path("/work/shared/data/ec")
+EC = EC_DATA
 FLUXPART = EC / "fluxpart-csat3-openpath-20hz"
 DEGEB = EC / "degeb-hs50-li7200-20hz"
 needs_data = pytest.mark.skipif(not EC.is_dir(), reason="reference data not available")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EC_DATA
 
 from station.flux.uncertainty import finkelstein_sims, integral_timescale, lagged_covariance, random_error
 
-EC = Path("/work/shared/data/ec")
+EC = EC_DATA
 needs_data = pytest.mark.skipif(not EC.is_dir(), reason="reference data not available")
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from station.flux import despike, detrend, footprint, qc, spectral, timelag, uncertainty
+from station.flux import despike, detrend, footprint, qc, spectral, timelag, uncertainty, vm97
 from station.flux.air import Air, air_from_sonic, ambient_pressure_pa
 from station.flux.constants import G_M_S2, MV_KG_MOL, VON_KARMAN
 from station.flux.fluxes import DENSITY, FluxInputs, Gas, corrected_fluxes
-from station.flux.rotation import double_rotation_matrix
+from station.flux.planarfit import PlanarFit, planar_fit_matrix
+from station.flux.rotation import double_rotation_matrix, triple_rotation_matrix
 
 WIND = ("u", "v", "w")
 #: EddyPro's default absolute limits (u, v, w [m s-1], ts [K]); gases by measure type below.
@@ -68,13 +69,17 @@ class Options:
     despiking: str = "vickers_mahrt"  # "vickers_mahrt" | "mauder" | "none"
     max_consecutive_spikes: int = 3
     sigma: dict[str, float] = field(default_factory=lambda: dict(despike.EDDYPRO_SIGMA))
-    rotation: str = "double"
+    rotation: str = "double"  # "double" | "triple" | "planar_fit" (needs ``planar_fit``)
+    planar_fit: PlanarFit | None = None
+    #: all Vickers & Mahrt (1997) statistical tests (EddyPro default); False: despiking only
+    vm97_tests: bool = True
     detrending: str = "block"  # "block" | "linear" | "running_mean" | "exponential"
     detrend_time_constant_s: float = 250.0
     lag: str = "covariance_max_default"  # "covariance_max_default" | "covariance_max" | "fixed" | "none"
     spectral: str = "moncrieff"  # "moncrieff" | "horst" | "none"
     qc_system: str = "mauder_foken_2004"
-    footprint: str = "kljun_2004"
+    footprint: str = "kljun_2004"  # "kljun_2004" | "kljun_2015" | "none"
+    boundary_layer_height_m: float = 1000.0  # Kljun et al. (2015) only
     random_uncertainty: bool = True
 
 
@@ -104,17 +109,21 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     gases = {g.name: g for g in setup.gases if g.name in columns}
     names = [*WIND, "ts", *gases]
     x = np.vstack([np.asarray(columns[n], dtype=float) for n in names])
-    for i, name in enumerate(names):
-        lim = _limits(name, gases.get(name))
-        if lim is not None:
-            x[i, (x[i] < lim[0]) | (x[i] > lim[1])] = np.nan
-    x, spikes = _despike(x, names, setup, options)
+    vm_out: dict[str, float] = {}
+    if options.vm97_tests:
+        x, spikes, vm_out = _vm97(x, names, gases, setup, options)
+    else:
+        for i, name in enumerate(names):
+            lim = _limits(name, gases.get(name))
+            if lim is not None:
+                x[i, (x[i] < lim[0]) | (x[i] > lim[1])] = np.nan
+        x, spikes = _despike(x, names, setup, options)
     n_samples = x.shape[1]
     used = int(np.sum(np.all(np.isfinite(x[:4]), axis=0)))
 
     # tilt correction of the wind samples
     mean_raw = np.nanmean(x[:3], axis=1)
-    rot = double_rotation_matrix(mean_raw)
+    rot = _rotation(x[:3], mean_raw, options)
     wind = rot @ np.where(np.isfinite(x[:3]), x[:3], 0.0)
     wind[:, ~np.all(np.isfinite(x[:3]), axis=0)] = np.nan
     x[:3] = wind
@@ -172,11 +181,48 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     out.update({f"{n.upper()}_LAG": v for n, v in lags.items()})
     out.update({f"{n.upper()}_SPIKES": float(s) for n, s in zip(names, np.atleast_1d(spikes), strict=True)})
     out.update(_quality(fl, idx, names, res, air, zl, setup, options))
-    fp = footprint.eddypro_footprint(np.sqrt(cov[2, 2]), res["USTAR"], zl, u_mean, zm, z0)
-    out.update(FETCH_MAX=fp["x_peak"], FETCH_70=fp["x_70%"], FETCH_90=fp["x_90%"])
+    out.update(vm_out)
+    if "FH2O" in out:  # evapotranspiration [mm h-1] = E [kg m-2 s-1] x 3600 s h-1 / (1 kg m-2 mm-1)
+        out["ET"] = out["FH2O"] * 1e-3 * MV_KG_MOL * 3600.0
+    if options.footprint == "kljun_2015":
+        fp = footprint.kljun_2015(res["USTAR"], zl, zm, options.boundary_layer_height_m, z0)
+        out.update(FETCH_MAX=fp["x_peak"], FETCH_70=fp["x_70%"], FETCH_90=fp["x_90%"])
+    elif options.footprint != "none":
+        fp = footprint.eddypro_footprint(np.sqrt(cov[2, 2]), res["USTAR"], zl, u_mean, zm, z0)
+        out.update(FETCH_MAX=fp["x_peak"], FETCH_70=fp["x_70%"], FETCH_90=fp["x_90%"])
     if options.random_uncertainty:
         out.update(_random_errors(fl, idx, gases, res, setup, zm, u_mean))
     return {k: float(v) for k, v in out.items()}
+
+
+def _vm97(x: np.ndarray, names: list[str], gases: dict[str, GasSetup], setup: Setup, options: Options
+          ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Absolute limits, despiking and the statistical tests of Vickers & Mahrt (1997) in one go;
+    the hard-flag codes come out as EddyPro writes them (``800000099``: one digit per variable)."""
+    cols = {n: (x[i] - 273.15 if n == "ts" else x[i]) for i, n in enumerate(names)}  # the tests want degC
+    o = vm97.VM97Options(averaging_min=max(1, round(setup.period_s / 60)),
+                         gas_measure={n: g.measure_type for n, g in gases.items()}, despike=options.despiking != "none",
+                         despike_method="mauder" if options.despiking == "mauder" else "vm97",
+                         sigma=options.sigma, max_consecutive=options.max_consecutive_spikes)
+    res = vm97.vm97_flags(cols, setup.rate_hz, o)
+    cleaned = np.vstack([res.cleaned[n] + (273.15 if n == "ts" else 0.0) for n in names])
+    spikes = np.array([res.spikes.get(n, 0) for n in names])
+    out = {f"VM97_{t.upper()}": float(res.code(t)) for t in (*vm97.VARIABLE_TESTS, *vm97.WIND_TESTS)}
+    out["VM97_HARD_FLAGS"] = float(sum(v == 1 for t, f in res.flags.items() if t.endswith("_hf") for v in f.values())
+                                   + sum(v == 1 for v in res.wind_flags.values()))
+    return cleaned, spikes, out
+
+
+def _rotation(wind: np.ndarray, mean: np.ndarray, options: Options) -> np.ndarray:
+    """Tilt correction: double or triple rotation (Wilczak et al. 2001 eqs. 22-26), or the
+    sector-wise planar fit (Wilczak et al. 2001 section 3) fitted beforehand."""
+    if options.rotation == "planar_fit":
+        if options.planar_fit is None:
+            raise ValueError("rotation 'planar_fit' needs fitted coefficients (fluxedge flux planarfit)")
+        return planar_fit_matrix(options.planar_fit, mean)
+    if options.rotation == "triple":
+        return triple_rotation_matrix(mean, _cov(wind - mean[:, None]))
+    return double_rotation_matrix(mean)
 
 
 def _cov(fl: np.ndarray) -> np.ndarray:
