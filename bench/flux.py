@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the fluxedge command does: one BLAS thread a process
 import statistics
 import subprocess
 import sys

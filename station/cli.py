@@ -9,7 +9,13 @@ import os
 import signal
 import sys
 
-from station import __version__
+# One BLAS thread per process, set before NumPy loads: the engine's matrices are small (6 x 36,000),
+# where BLAS threads only contend, and parallel work goes through processes (flux process --jobs)
+# so that a station node keeps its other core for acquisition.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from station import __version__  # noqa: E402
 
 
 def _station_run(args: argparse.Namespace) -> int:

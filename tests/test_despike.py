@@ -35,7 +35,6 @@ FLAGGED = ("u", "v", "w", "ts", "co2", "h2o")
 #: periods with EddyPro reference rows (the other raw files have none, on purpose)
 REFERENCE = ("2016-12-11T200000_AIU-1359.ghg", "2016-12-11T203000_AIU-1359.ghg",
              "TOA5_6843.ts_Above_2012_06_07_1245.dat")
-needs_data = pytest.mark.skipif(not (DEGEB.is_dir() and FLUXPART.is_dir()), reason="EddyPro reference data absent")
 
 
 # --- private loader ------------------------------------------------------------------------------------------------
@@ -169,7 +168,6 @@ def turbulence(n: int, k: int = 1, seed: int = 0, rho: float = 0.95) -> np.ndarr
 
 # --- EddyPro on real data ------------------------------------------------------------------------------------------
 
-@needs_data
 @pytest.mark.parametrize("filename", REFERENCE)
 def test_spike_counts_match_eddypro(filename):
     """Spike events = full output ``*_spikes``; outlying samples = FLUXNET ``*_SPIKE_NREX``. Exact."""
@@ -183,7 +181,6 @@ def test_spike_counts_match_eddypro(filename):
             assert res.samples[i] == int(fnet[f"{fnet_name[name]}_SPIKE_NREX"]), name
 
 
-@needs_data
 @pytest.mark.parametrize("filename", REFERENCE)
 def test_despiked_statistics_match_eddypro_st2(filename):
     """Means, variances (1/N), skewness and kurtosis of the despiked series = EddyPro's st2 (6 significant
@@ -219,7 +216,6 @@ def test_despiked_statistics_match_eddypro_st2(filename):
             assert x.var() != pytest.approx(raw.var(), rel=1e-7)
 
 
-@needs_data
 def test_real_period_equals_literal_port():
     """The vectorised code is the Fortran loop: identical cleaned series, counts and passes on a real period."""
     cols, avg = load_raw("TOA5_6843.ts_Above_2012_06_07_1245.dat")
@@ -232,7 +228,6 @@ def test_real_period_equals_literal_port():
     assert (res.passes == passes).all()
 
 
-@needs_data
 def test_timing_36000_samples_6_variables():
     cols, _ = load_raw("2016-12-11T200000_AIU-1359.ghg")
     x = np.vstack([cols[n] for n in FLAGGED])

@@ -7,10 +7,9 @@ WPL chain must reproduce EddyPro's final H, LE, FC, TAU and u*.
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 from conftest import EC_DATA
+from eddypro_output import full_output_rows
 
 from station.flux.air import air_from_sonic
 from station.flux.constants import MV_KG_MOL
@@ -19,20 +18,8 @@ from station.flux.fluxes import DENSITY, MIXING_RATIO, FluxInputs, Gas, correcte
 DATA = EC_DATA
 
 
-def reference_rows(name: str) -> list[dict[str, float]]:
-    path = next((DATA / name / "eddypro").glob("*_full_output.csv"))
-    rows = list(csv.reader(path.open()))
-    names = rows[1]
-    out = []
-    for row in rows[3:]:
-        rec = {}
-        for k, v in zip(names, row, strict=False):
-            try:
-                rec[k] = float(v)
-            except ValueError:
-                rec[k] = v
-        out.append(rec)
-    return out
+def reference_rows(name: str) -> list[dict]:
+    return full_output_rows(next((DATA / name / "eddypro").glob("*_full_output.csv")))
 
 
 def _check(r, got):

@@ -2,15 +2,14 @@
 (2001) fallback and the crosswind-integrated Kljun et al. (2015) FFP."""
 
 import configparser
-import csv
 import io
 import math
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import EC_DATA
+from eddypro_output import full_output_rows
 
 from station.flux.footprint import (
     eddypro_footprint,
@@ -22,24 +21,7 @@ from station.flux.footprint import (
 )
 
 EC = EC_DATA
-needs_data = pytest.mark.skipif(not EC.is_dir(), reason="reference data not available")
 COLUMNS = ("x_peak", "x_offset", "x_10%", "x_30%", "x_50%", "x_70%", "x_90%")
-
-
-def full_output_rows(path: Path) -> list[dict[str, float]]:
-    """EddyPro full output: 3 header rows (group, name, units); text fields dropped."""
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        rows = list(csv.reader(fh))
-    out = []
-    for row in rows[3:]:
-        rec = {}
-        for name, value in zip(rows[1], row, strict=False):
-            try:
-                rec[name] = float(value)
-            except ValueError:
-                continue
-        out.append(rec)
-    return out
 
 
 def metadata(dataset: str) -> configparser.ConfigParser:
@@ -65,7 +47,6 @@ def reference(dataset: str):
     return z_m, z0, full_output_rows(EC / f"{name}_full_output.csv")
 
 
-@needs_data
 @pytest.mark.parametrize(("dataset", "index"), [("fluxpart", 0), ("degeb", 0), ("degeb", 1)])
 def test_kljun_2004_matches_eddypro_full_output(dataset, index):
     """All seven distances from EddyPro's own row inputs (sqrt(w_var), u*, (z-d)/L); observed agreement

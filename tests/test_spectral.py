@@ -1,15 +1,14 @@
 """Analytic spectral correction factors: EddyPro 7.0.9 reference periods, limits and monotonic behaviour."""
 
 import configparser
-import csv
 import dataclasses
 import io
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import EC_DATA
+from eddypro_output import full_output_rows
 
 from station.flux.footprint import eddypro_site_heights
 from station.flux.spectral import (
@@ -33,26 +32,9 @@ from station.flux.spectral import (
 EC = EC_DATA
 FLUXPART = EC / "fluxpart-csat3-openpath-20hz"
 DEGEB = EC / "degeb-hs50-li7200-20hz"
-needs_data = pytest.mark.skipif(not EC.is_dir(), reason="reference data not available")
 
 
 # --- tiny private readers of the EddyPro files (the real readers live elsewhere) ---------------------
-
-
-def full_output_rows(path: Path) -> list[dict[str, float]]:
-    """EddyPro full output: 3 header rows (group, name, units); -9999 -> NaN; text fields dropped."""
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        rows = list(csv.reader(fh))
-    out = []
-    for row in rows[3:]:
-        rec = {}
-        for name, value in zip(rows[1], row, strict=False):
-            try:
-                rec[name] = np.nan if float(value) == -9999 else float(value)
-            except ValueError:
-                continue
-        out.append(rec)
-    return out
 
 
 def ini(text: str) -> configparser.ConfigParser:
@@ -85,7 +67,8 @@ def site_setup(metadata: configparser.ConfigParser, project: configparser.Config
 def fluxpart_case():
     meta = ini((FLUXPART / "eddypro/fluxpart.metadata").read_text())
     project = ini((FLUXPART / "eddypro/fluxpart.eddypro").read_text())
-    return site_setup(meta, project), full_output_rows(FLUXPART / "eddypro/eddypro_fluxpart_full_output.csv")
+    rows = full_output_rows(FLUXPART / "eddypro/eddypro_fluxpart_full_output.csv", missing_as_nan=True)
+    return site_setup(meta, project), rows
 
 
 def degeb_case():
@@ -94,7 +77,8 @@ def degeb_case():
         name = next(n for n in z.namelist() if n.endswith(".metadata"))
         meta = ini(io.TextIOWrapper(z.open(name), encoding="utf-8").read())
     project = ini((DEGEB / "eddypro/degeb.eddypro").read_text())
-    return site_setup(meta, project), full_output_rows(DEGEB / "eddypro/eddypro_degeb_full_output.csv")
+    rows = full_output_rows(DEGEB / "eddypro/eddypro_degeb_full_output.csv", missing_as_nan=True)
+    return site_setup(meta, project), rows
 
 
 def factors_for(setup: dict, row: dict[str, float]) -> dict:
@@ -110,7 +94,6 @@ REFERENCE_PERIODS = [("fluxpart", 0), ("degeb", 0), ("degeb", 1)]
 # --- against EddyPro ------------------------------------------------------------------------------
 
 
-@needs_data
 @pytest.mark.parametrize(("dataset", "index"), REFERENCE_PERIODS)
 def test_factors_match_eddypro_full_output(dataset, index):
     """Every *_scf of every reference period from EddyPro's own inputs of the same row (wind_speed,
@@ -124,7 +107,6 @@ def test_factors_match_eddypro_full_output(dataset, index):
         assert got[ours] == pytest.approx(row[theirs], rel=5e-4), (ours, got[ours], row[theirs])
 
 
-@needs_data
 def test_reference_geometry_is_what_eddypro_used():
     setup, _ = degeb_case()
     gas = setup["gas"]
@@ -135,7 +117,6 @@ def test_reference_geometry_is_what_eddypro_used():
     assert setup["z_m"] == pytest.approx(7.11 - 0.67 * 4.42)  # d = 0 in the metadata -> 0.67 h_c
 
 
-@needs_data
 def test_all_reference_periods_in_one_vectorised_call():
     setup, rows = degeb_case()
     got = spectral_correction_factors(

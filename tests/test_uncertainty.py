@@ -1,19 +1,17 @@
 """Finkelstein & Sims (2001) random error: exact lagged covariances, AR(1) theory, and EddyPro 7.0.9's
 rand_err_* on the raw reference data."""
 
-import csv
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import EC_DATA
+from eddypro_output import full_output_rows
 
 from station.flux.uncertainty import finkelstein_sims, integral_timescale, lagged_covariance, random_error
 
 EC = EC_DATA
-needs_data = pytest.mark.skipif(not EC.is_dir(), reason="reference data not available")
 
 
 def brute_lagged(x, y, k):
@@ -92,21 +90,6 @@ def test_random_error_fallback_its_and_degenerate_input():
 # --- EddyPro reference runs on the raw data ----------------------------------------------------------
 
 
-def full_output_rows(path: Path) -> list[dict[str, float]]:
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        rows = list(csv.reader(fh))
-    out = []
-    for row in rows[3:]:
-        rec = {}
-        for name, value in zip(rows[1], row, strict=False):
-            try:
-                rec[name] = float(value)
-            except ValueError:
-                rec[name] = value
-        out.append(rec)
-    return out
-
-
 def double_rotation(u, v, w):
     """Wilczak et al. (2001) double rotation of sample series (private to this test)."""
     yaw = np.arctan2(v.mean(), u.mean())
@@ -148,7 +131,6 @@ FLUXES = (("u", "rand_err_Tau", "un_Tau"), ("ts", "rand_err_H", "un_H"),
           ("co2", "rand_err_co2_flux", "un_co2_flux"), ("h2o", "rand_err_h2o_flux", "un_h2o_flux"))
 
 
-@needs_data
 @pytest.mark.parametrize("period", ["fluxpart", "degeb-20:30", "degeb-21:00"])
 def test_random_errors_match_eddypro(period):
     """Relative random error sigma / |cov| against EddyPro's rand_err_X / |un_X| (both in flux units, so the
@@ -174,7 +156,6 @@ def test_random_errors_match_eddypro(period):
         assert 0.0 < got["its_s"] < 20.0
 
 
-@needs_data
 def test_one_period_of_four_fluxes_is_fast():
     s, _, z_m = degeb_period("2016-12-11T200000_AIU-1359", 0)
     u, _, w = double_rotation(s["u"], s["v"], s["w"])
