@@ -38,6 +38,11 @@ measurement_height_m = 20.0
 averaging_period_s = {period_s}
 sample_rate_hz = 20
 
+# The emulated turbulence is spectrally white, not the Kaimal cospectra the spectral corrections
+# assume; a real tower keeps the EddyPro defaults.
+[processing]
+spectral_corrections = "none"
+
 [[instruments]]
 name = "sonic"
 driver = "csat3"

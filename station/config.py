@@ -132,6 +132,31 @@ class SpoolConfig:
     max_mb: float = field(default=512.0, metadata=check(positive))
 
 
+def _one_of(*choices: str):
+    def check_choice(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+    return check_choice
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    """How the station processes each period; the defaults are EddyPro's (see station.flux.pipeline)."""
+
+    despiking: str = field(default="vickers_mahrt", metadata=check(_one_of("vickers_mahrt", "mauder", "none")))
+    statistical_tests: bool = True  # all Vickers & Mahrt (1997) tests
+    rotation: str = field(default="double", metadata=check(_one_of("double", "triple")))
+    detrending: str = field(default="block", metadata=check(_one_of("block", "linear", "running_mean",
+                                                                    "exponential")))
+    detrend_time_constant_s: float = field(default=250.0, metadata=check(positive))
+    time_lag: str = field(default="covariance_max_default",
+                          metadata=check(_one_of("covariance_max_default", "covariance_max", "fixed", "none")))
+    spectral_corrections: str = field(default="moncrieff", metadata=check(_one_of("moncrieff", "horst", "none")))
+    qc_flags: str = field(default="mauder_foken_2004",
+                          metadata=check(_one_of("mauder_foken_2004", "foken_2003", "goeckede_2006")))
+    footprint: str = field(default="kljun_2004", metadata=check(_one_of("kljun_2004", "kljun_2015", "none")))
+    random_uncertainty: bool = True
+
+
 @dataclass(frozen=True)
 class StationConfig:
     site: SiteConfig
@@ -139,6 +164,7 @@ class StationConfig:
     mqtt: MqttConfig
     spool: SpoolConfig
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
 
     def validate(self) -> list[tuple[str, str]]:
         names = [i.name for i in self.instruments]

@@ -14,6 +14,7 @@ from station.acquisition import InstrumentReader, SampleBlock
 from station.align import place_on_grid, regular_grid
 from station.config import StationConfig
 from station.flux import PeriodSite, process_period
+from station.flux.pipeline import Options
 from station.logs import event
 from station.publisher import Publisher
 from station.spool import Spool
@@ -46,8 +47,15 @@ class Station:
         self.publisher = Publisher(self.spool, config.mqtt, config.mqtt.client_id or f"fluxedge-station-{sid}",
                                    status_topic, online, offline)
         sonic = config.sonic
+        proc = config.processing
+        options = Options(despiking=proc.despiking, vm97_tests=proc.statistical_tests, rotation=proc.rotation,
+                          detrending=proc.detrending, detrend_time_constant_s=proc.detrend_time_constant_s,
+                          lag=proc.time_lag, spectral=proc.spectral_corrections, qc_system=proc.qc_flags,
+                          footprint=proc.footprint, random_uncertainty=proc.random_uncertainty)
         self.site = PeriodSite(config.site.measurement_height_m, config.site.displacement_m,
-                               config.site.altitude_m, sonic.north_offset_deg)
+                               config.site.altitude_m, sonic.north_offset_deg, rate_hz=self.rate_hz,
+                               latitude_deg=config.site.latitude_deg, canopy_height_m=config.site.canopy_height_m,
+                               options=options)
         self._halt = threading.Event()
         self.periods_closed = 0
 

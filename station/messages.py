@@ -55,6 +55,21 @@ FLUX_FIELDS: dict[str, tuple[str, float, float, str]] = {
     "V_W_COV": ("m2 s-2", -100, 100, "cov(v, w) after rotation"),
     "N_SAMPLES": ("1", 0, 1e7, "samples used"),
     "MISSING_PCT": ("%", 0, 100, "samples missing from the period"),
+    "ET": ("mm h-1", -20, 20, "evapotranspiration"),
+    "FC_SSITC_TEST": ("1", 0, 9, "QC flag of FC (Mauder & Foken 2004: 0 best, 1 budgets, 2 discard)"),
+    "H_SSITC_TEST": ("1", 0, 9, "QC flag of H"),
+    "LE_SSITC_TEST": ("1", 0, 9, "QC flag of LE"),
+    "TAU_SSITC_TEST": ("1", 0, 9, "QC flag of TAU"),
+    "FETCH_MAX": ("m", 0, 1e6, "distance of the footprint peak (Kljun et al. 2004)"),
+    "FETCH_70": ("m", 0, 1e7, "upwind distance holding 70 % of the footprint"),
+    "FETCH_90": ("m", 0, 1e7, "upwind distance holding 90 % of the footprint"),
+    "CO2_LAG": ("s", -60, 60, "time lag of CO2 behind the sonic"),
+    "H2O_LAG": ("s", -60, 60, "time lag of H2O behind the sonic"),
+    "FC_RANDUNC": ("umol m-2 s-1", 0, 500, "random uncertainty of FC (Finkelstein & Sims 2001)"),
+    "H_RANDUNC": ("W m-2", 0, 3000, "random uncertainty of H"),
+    "LE_RANDUNC": ("W m-2", 0, 3000, "random uncertainty of LE"),
+    "TAU_RANDUNC": ("kg m-1 s-2", 0, 20, "random uncertainty of TAU"),
+    "VM97_HARD_FLAGS": ("1", 0, 100, "Vickers & Mahrt (1997) hard flags raised in the period"),
 }
 
 

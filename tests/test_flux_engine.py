@@ -6,8 +6,11 @@ import pytest
 from firmware_bridge.turbulence import MD_KG_MOL, R_J_MOL_K, TurbulenceModel, TurbulenceSpec, observe
 from station.flux import PeriodSite, process_period
 from station.flux.constants import CP_DRY_J_KG_K, CP_VAPOUR_J_KG_K, MV_KG_MOL
+from station.flux.pipeline import Options
 
-SITE = PeriodSite(measurement_height_m=20.0, displacement_m=5.0)
+#: Ideal instruments: no despiking of Gaussian tails, no spectral losses to correct.
+IDEAL = Options(despiking="none", vm97_tests=False, spectral="none", random_uncertainty=False)
+SITE = PeriodSite(measurement_height_m=20.0, displacement_m=5.0, options=IDEAL)
 N = 200_000
 
 

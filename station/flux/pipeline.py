@@ -18,7 +18,7 @@ import numpy as np
 
 from station.flux import despike, detrend, footprint, qc, spectral, timelag, uncertainty, vm97
 from station.flux.air import Air, air_from_sonic, ambient_pressure_pa
-from station.flux.constants import G_M_S2, MV_KG_MOL, VON_KARMAN
+from station.flux.constants import G_M_S2, MV_KG_MOL, R_J_MOL_K, VON_KARMAN
 from station.flux.fluxes import DENSITY, FluxInputs, Gas, corrected_fluxes
 from station.flux.planarfit import PlanarFit, planar_fit_matrix
 from station.flux.rotation import double_rotation_matrix, triple_rotation_matrix
@@ -279,7 +279,7 @@ def _stats(x, fl, cov, means, idx, air: Air, setup: Setup, mean_raw, gases: dict
            "U_SIGMA": float(np.sqrt(cov[0, 0])), "V_SIGMA": float(np.sqrt(cov[1, 1])),
            "W_SIGMA": float(np.sqrt(cov[2, 2])), "T_SONIC": air.ts_k - 273.15, "TA": air.ta_k - 273.15,
            "PA": air.p_pa / 1e3, "RHO_AIR": air.rho_a, "CP": air.cp, "RH": air.rh_pct,
-           "W_TS_COV": float(cov[2, 3])}
+           "W_TS_COV": float(cov[2, 3]), "U_W_COV": float(cov[0, 2]), "V_W_COV": float(cov[1, 2])}
     chi_w = air.e_pa / air.p_pa  # water vapour mole fraction [mol mol-1]
     for gas, key, per_mol in (("co2", "CO2", 1e-6), ("h2o", "H2O", 1e-3), ("ch4", "CH4", 1e-9)):
         if gas not in idx:
@@ -288,8 +288,9 @@ def _stats(x, fl, cov, means, idx, air: Air, setup: Setup, mean_raw, gases: dict
         out[f"W_{key}_COV"] = float(cov[2, idx[gas]])
         out[f"{key}_MEAN"] = mean
         kind = gases[gas].measure_type
-        if kind == DENSITY:  # AmeriFlux CO2 / H2O / CH4 are mole fractions in moist air
-            wet = mean * 1e-3 * air.va_m3_mol / per_mol
+        if kind == DENSITY:  # AmeriFlux CO2 / H2O / CH4 are mole fractions in moist air: rho R Ta / p
+            # (EddyPro divides by R Ts / p instead, 0.5-1 % high; we use the air temperature)
+            wet = mean * 1e-3 * R_J_MOL_K * air.ta_k / air.p_pa / per_mol
         elif kind == "mixing_ratio":
             wet = mean * (1.0 - chi_w)
         else:
