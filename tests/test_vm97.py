@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_despike import REFERENCE, eddypro, load_raw, needs_data, turbulence
+from test_despike import REFERENCE, eddypro, load_raw, turbulence
 
 from station.flux.vm97 import (
     VARIABLE_TESTS,
@@ -33,7 +33,6 @@ def vm97_columns(filename: str) -> tuple[dict[str, np.ndarray], VM97Options]:
 
 # --- EddyPro on real data ------------------------------------------------------------------------------------------
 
-@needs_data
 @pytest.mark.parametrize("filename", REFERENCE)
 def test_flag_strings_match_eddypro(filename):
     """With eddypro_compat every flag string equals EddyPro's full output (800000099, discontinuities
@@ -47,7 +46,6 @@ def test_flag_strings_match_eddypro(filename):
         assert res.spikes[name] == int(full[f"{name}_spikes"])
 
 
-@needs_data
 @pytest.mark.parametrize("filename", REFERENCE)
 def test_default_mode_differs_only_by_the_documented_defects(filename):
     """Corrected tests: the same strings except the discontinuity flag of H2O. EddyPro raises it because it
@@ -67,7 +65,6 @@ def test_default_mode_differs_only_by_the_documented_defects(filename):
         assert -1 < s["skewness"] < 1 and 2 < s["kurtosis"] < 5
 
 
-@needs_data
 def test_result_arrays_are_the_despiked_columns():
     cols, opt = vm97_columns("TOA5_6843.ts_Above_2012_06_07_1245.dat")
     res = vm97_flags(cols, RATE, opt)
