@@ -319,12 +319,12 @@ def _random_errors(fl, idx, gases, res, setup: Setup, zm: float, u_mean: float) 
     if not pairs:
         return {}
     x = np.vstack([fl[idx[var]] for _, var, _ in pairs])
-    w = np.broadcast_to(fl[2], x.shape)
+    w = fl[2]  # one w series shared by every row: its FFTs are computed once
     # the lag shift leaves missing samples only at the ends: trim them so the FFT correlations can
     # skip the missing-sample masks (same sums; interior gaps still take the masked path)
-    ok = np.flatnonzero(np.isfinite(x).all(axis=0) & np.isfinite(w[0]))
+    ok = np.flatnonzero(np.isfinite(x).all(axis=0) & np.isfinite(w))
     if len(ok):
-        x, w = x[:, ok[0]:ok[-1] + 1], w[:, ok[0]:ok[-1] + 1]
+        x, w = x[:, ok[0]:ok[-1] + 1], w[ok[0]:ok[-1] + 1]
     err = np.atleast_1d(uncertainty.random_error(w, x, setup.rate_hz, z_m=zm, u_mean_ms=u_mean)["sigma"])
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.nanmean(w * x, axis=1)

@@ -138,18 +138,25 @@ def finkelstein_sims(w, x, max_lag) -> np.ndarray:
     """
     w = np.asarray(w, dtype=float)
     x = np.asarray(x, dtype=float)
-    w, x = np.broadcast_arrays(w, x)
-    n = w.shape[-1]
+    n = x.shape[-1]
     m = np.asarray(max_lag)
     m_clip = np.clip(np.where(m >= 0, m, 0), 0, n - 1).astype(int)
     k_max = int(m_clip.max()) if m_clip.size else 0
     nfft = _nfft(n, k_max)
     sw, sx = _Series(w, nfft), _Series(x, nfft)
+    return _fs_sigma(sw, sx, _lagged(sw, sx, n, nfft, k_max), m, n, nfft)
+
+
+def _fs_sigma(sw: _Series, sx: _Series, c_wx: np.ndarray, m, n: int, nfft: int) -> np.ndarray:
+    """Finkelstein & Sims (2001) eq. 8-10 from prepared series and the w-x lagged covariance
+    (at least ``max(m)`` lags, x lagging w); ``w`` may be one series shared by every row of ``x``."""
+    m = np.asarray(m)
+    m_clip = np.clip(np.where(m >= 0, m, 0), 0, n - 1).astype(int)
+    k_max = int(m_clip.max()) if m_clip.size else 0
     c_ww = _lagged(sw, sw, n, nfft, k_max)
     c_xx = _lagged(sx, sx, n, nfft, k_max)
-    c_wx = _lagged(sw, sx, n, nfft, k_max)  # x lagging w
     c_xw = _lagged(sx, sw, n, nfft, k_max)  # w lagging x: C_wx(-p)
-    terms = c_ww * c_xx + c_wx * c_xw
+    terms = c_ww * c_xx + c_wx[..., : k_max + 1] * c_xw
     k = np.arange(k_max + 1)
     weight = np.where(k == 0, 1.0, 2.0) * (k <= m_clip[..., None])
     var = np.nansum(terms * weight, axis=-1) / n
@@ -166,7 +173,23 @@ def random_error(w, x, rate_hz: float, *, z_m=None, u_mean_ms=None, tlag_max_s: 
     the fallback ITS (z - d)/u when the cross-correlation one fails or exceeds 2 ``tlag_max_s`` (NaN
     without them). Returns ``sigma`` (units of the covariance), ``its_s`` [s] and ``max_lag`` [samples].
     """
-    its = integral_timescale(w, x, rate_hz, tlag_max_s, its_method)
+    if its_method not in ITS_METHODS:
+        raise ValueError(f"unknown method {its_method!r}; expected one of {ITS_METHODS}")
+    w = np.asarray(w, dtype=float)
+    x = np.asarray(x, dtype=float)
+    n = x.shape[-1]
+    # one set of FFTs for both steps: the ITS needs C_wx up to tlag_max, the error sum up to the
+    # ITS, which is accepted up to 2 tlag_max
+    k_its = int(min(_nint(tlag_max_s * rate_hz), n - 1))
+    k_max = int(min(2 * k_its, n - 1))
+    nfft = _nfft(n, k_max)
+    sw, sx = _Series(w, nfft), _Series(x, nfft)
+    c_wx = _lagged(sw, sx, n, nfft, k_max)
+    c = c_wx[..., : k_its + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = c / c[..., :1]
+    its = _its_from_rho(np.nan_to_num(rho, nan=-np.inf), 1.0 / rate_hz, its_method)
+    its = np.where(np.isfinite(c[..., 0]) & (c[..., 0] != 0.0), its, np.nan)
     if z_m is not None and u_mean_ms is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             fallback = np.asarray(z_m, dtype=float) / np.asarray(u_mean_ms, dtype=float)
@@ -174,6 +197,6 @@ def random_error(w, x, rate_hz: float, *, z_m=None, u_mean_ms=None, tlag_max_s: 
         fallback = np.nan
     its = np.where(np.isfinite(its) & (its <= 2.0 * tlag_max_s), its, fallback)
     lag = np.where(np.isfinite(its), _nint(its * rate_hz), -1).astype(int)
-    sigma = finkelstein_sims(w, x, lag)
+    sigma = _fs_sigma(sw, sx, c_wx, np.minimum(lag, k_max), n, nfft)
     out = {"sigma": sigma, "its_s": its, "max_lag": lag}
     return {k: (v.item() if np.ndim(v) == 0 else v) for k, v in out.items()}
