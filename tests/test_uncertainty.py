@@ -36,6 +36,25 @@ def test_lagged_covariance_equals_direct_sums_with_and_without_gaps():
     np.testing.assert_allclose(stacked[1], [brute_lagged(y, x, k) for k in range(6)], rtol=1e-10)
 
 
+def test_both_lag_directions_come_from_one_correlation_with_and_without_gaps():
+    """Negative lags (cov(y[i], x[i+k])) are read from the same inverse FFT as the positive ones."""
+    from station.flux.uncertainty import _lagged_pair, _nfft, _Series
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 901))
+    y = np.roll(x, -6, axis=1) + rng.normal(size=(2, 901))
+    for gaps in (False, True):
+        if gaps:
+            x[0, [5, 6, 400]] = np.nan
+            y[1, [0, 900]] = np.nan
+        nfft = _nfft(901, 25)
+        fwd, back = _lagged_pair(_Series(x, nfft), _Series(y, nfft), 901, nfft, 25)
+        for r in range(2):
+            np.testing.assert_allclose(fwd[r], [brute_lagged(x[r], y[r], k) for k in range(26)], rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(back[r], [brute_lagged(y[r], x[r], k) for k in range(26)], rtol=1e-9,
+                                       atol=1e-12)
+
+
 def ar1(rng, phi, shape):
     """AR(1) with unit innovations, started from its stationary distribution."""
     e = rng.normal(size=shape)

@@ -222,6 +222,36 @@ def test_discontinuity_in_the_mean(jump, hard, soft, compat_hard):
     assert compat.flags["discontinuities_hf"]["u"] == compat_hard
 
 
+def haar_direct(x, nn, step, compat):
+    """Window by window with np.nanmean / np.nanvar (n - 1), the definitions haar_discontinuities cumulates."""
+    h = nn // 2
+    out_m, out_v = [], []
+    var_record = np.nanvar(x, ddof=1)
+    for s0 in range(0, len(x) - nn + 1, step):
+        a, b, whole = x[s0:s0 + h], x[s0 + h:s0 + 2 * h], x[s0:s0 + nn]
+        m1, m2, v1, v2 = np.nanmean(a), np.nanmean(b), np.nanvar(a, ddof=1), np.nanvar(b, ddof=1)
+        if compat:
+            out_m.append(m1 - m2)
+            out_v.append((np.sqrt(v1) - np.sqrt(v2)) / np.nanvar(whole, ddof=1))
+        else:
+            out_m.append(abs(m1 - m2))
+            out_v.append(abs(v1 - v2) / var_record)
+    return np.array(out_m), np.array(out_v)
+
+
+@pytest.mark.parametrize(("n", "nn", "step"), [(3000, 600, 100), (2999, 601, 100), (2000, 450, 70)])
+def test_haar_equals_window_by_window_definition(n, nn, step):
+    """Block-cumulated sums give the same window moments as computing every window directly, also with
+    gaps and when the window, its half and the step share no common block length."""
+    x = turbulence(n, 1, 5)[0] + 10.0
+    x[[7, 8, 9, 1200, n - 1]] = np.nan
+    for compat in (False, True):
+        hm, hv = haar_discontinuities(x, 10.0, nn / 10.0, step=step, eddypro_compat=compat)
+        dm, dv = haar_direct(x, nn, step, compat)
+        np.testing.assert_allclose(hm[0], dm, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(hv[0], dv, rtol=1e-9, atol=1e-12)
+
+
 def test_discontinuity_in_the_variance():
     """A 2.5-min burst of 4x the standard deviation: |var_1 - var_2| / var_record = 6.7 > 3."""
     cols = _period()

@@ -180,7 +180,7 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     out.update({f"{k}_SCF": v for k, v in scf.items()})
     out.update({f"{n.upper()}_LAG": v for n, v in lags.items()})
     out.update({f"{n.upper()}_SPIKES": float(s) for n, s in zip(names, np.atleast_1d(spikes), strict=True)})
-    out.update(_quality(fl, idx, names, res, air, zl, setup, options))
+    out.update(_quality(fl, cov, idx, names, res, air, zl, setup, options))
     out.update(vm_out)
     if "FH2O" in out:  # evapotranspiration [mm h-1] = E [kg m-2 s-1] x 3600 s h-1 / (1 kg m-2 mm-1)
         out["ET"] = out["FH2O"] * 1e-3 * MV_KG_MOL * 3600.0
@@ -226,16 +226,15 @@ def _rotation(wind: np.ndarray, mean: np.ndarray, options: Options) -> np.ndarra
 
 
 def _cov(fl: np.ndarray) -> np.ndarray:
-    """Covariance matrix of the fluctuations, each pair over the samples where both exist."""
-    ok = np.isfinite(fl)
-    m = ok.astype(float)
-    z = np.where(ok, fl, 0.0)
-    n = m @ m.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = z @ z.T
-        sx = z @ m.T
-        c = s / n - (sx / n) * (sx.T / n)
-    return np.where(n > 1, c, np.nan)
+    """Covariance matrix of the fluctuations, each pair over the samples where both exist, each with
+    that subset's means (:func:`qc.pairwise_cov`); NaN where fewer than two samples pair up."""
+    c = qc.pairwise_cov(fl)
+    if np.isnan(fl).any():
+        ok = np.isfinite(fl).astype(float)
+        c[(ok @ ok.T) < 2] = np.nan
+    elif fl.shape[1] < 2:
+        c[:] = np.nan
+    return c
 
 
 def _air(means: np.ndarray, idx: dict[str, int], gases: dict[str, GasSetup], p_pa: float) -> Air:
@@ -299,12 +298,13 @@ def _stats(x, fl, cov, means, idx, air: Air, setup: Setup, mean_raw, gases: dict
     return out
 
 
-def _quality(fl, idx, names, res, air: Air, zl, setup: Setup, options: Options) -> dict[str, float]:
+def _quality(fl, cov, idx, names, res, air: Air, zl, setup: Setup, options: Options) -> dict[str, float]:
     samples = {n: fl[idx[n]] for n in names}
-    sst = qc.steady_state_test(samples)
+    sst = qc.steady_state_test(samples, cov_period=cov)
     ustar = res["USTAR"]
     tstar = -(res["H"] / air.rho_cp) / ustar if ustar else np.nan
-    itc = qc.itc_test(np.nanstd(fl[0]), np.nanstd(fl[2]), np.nanstd(fl[3]), ustar, tstar, zl, setup.latitude_deg)
+    sd = np.sqrt(np.diag(cov))  # population standard deviations of u, v, w, ts ...
+    itc = qc.itc_test(sd[0], sd[2], sd[3], ustar, tstar, zl, setup.latitude_deg)
     flags = qc.quality_flags(sst, itc, options.qc_system)
     mapping = {"tau": "TAU", "h": "H", "h2o": "LE", "co2": "FC", "ch4": "FCH4"}
     return {f"{mapping[k]}_SSITC_TEST": float(v) for k, v in flags.items() if k in mapping}

@@ -28,25 +28,51 @@ Z_PLUS_M = 1.0
 FLUX_SST_KEY = {"tau": "w/u", "h": "w/ts", "co2": "w/co2", "h2o": "w/h2o", "ch4": "w/ch4"}
 
 
-def _pairwise_cov(x: np.ndarray) -> np.ndarray:
-    """Covariance matrices of (..., n, k) samples, pairwise over rows where both are present, each pair with
-    its own means, divided by the pair count (EddyPro ``CovarianceMatrixNoError``). -> (..., k, k)."""
-    valid = ~np.isnan(x)
-    m = valid.astype(float)
-    xf = np.where(valid, x, 0.0)
-    mt = np.swapaxes(m, -1, -2)
-    n = mt @ m
+def pairwise_cov(x: np.ndarray) -> np.ndarray:
+    """Covariance matrices of (..., k, n) rows of samples, pairwise over samples where both are present,
+    each pair with its own means, divided by the pair count (EddyPro ``CovarianceMatrixNoError``).
+    -> (..., k, k); NaN where no sample pairs up. Samples run along the last (contiguous) axis."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 2:
+        return _pairwise_cov_2d(x)
+    out = np.empty((*x.shape[:-1], x.shape[-2]))
+    for i in np.ndindex(x.shape[:-2]):
+        out[i] = _pairwise_cov_2d(x[i])
+    return out
+
+
+def _pairwise_cov_2d(x: np.ndarray) -> np.ndarray:
+    """:func:`pairwise_cov` of one (k, n) block. Missing samples are usually few and confined to a
+    few sample columns (the ends a lag shift leaves empty), so the sums run over all columns with
+    missing values zeroed, and the pair counts and per-pair sums are corrected on those columns only."""
+    n = x.shape[1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        # centre per column on its own mean first (exactness of the pairwise formula is unaffected)
-        c = np.where(valid, xf - xf.sum(-2, keepdims=True) / m.sum(-2, keepdims=True), 0.0)
-        ct = np.swapaxes(c, -1, -2)
-        s_xy = ct @ c
-        s_x = ct @ m  # s_x[i, j] = sum of x_i over rows where j is present too
-        cov = s_xy / n - (s_x / n) * (np.swapaxes(s_x, -1, -2) / n)
-    return np.where(n > 0, cov, np.nan)
+        incomplete = np.isnan(x).any(axis=0)
+        if not incomplete.any():  # plain covariances
+            c = x - x.mean(axis=1, keepdims=True)
+            return (c @ c.T) / n
+        bad = np.flatnonzero(incomplete)
+        mb = ~np.isnan(x[:, bad])  # presence in the incomplete columns (k, nb)
+        c = x.copy()
+        c[:, bad] = np.where(mb, c[:, bad], 0.0)
+        count = (n - bad.size) + mb.sum(axis=1)
+        # centre each row on its own mean first (exactness of the pairwise formula is unaffected)
+        c -= (c.sum(axis=1) / np.maximum(count, 1))[:, None]
+        cb = np.where(mb, c[:, bad], 0.0)
+        c[:, bad] = cb
+        mbf = mb.astype(float)
+        missing = 1.0 - mbf
+        # pair counts: all columns minus those where i or j is missing
+        npair = (n - bad.size) + mbf @ mbf.T
+        s_xy = c @ c.T
+        # s_x[i, j] = sum of x_i over samples where j is present too
+        s_x = c.sum(axis=1)[:, None] - cb @ missing.T
+        cov = s_xy / npair - (s_x / npair) * (s_x.T / npair)
+    return np.where(npair > 0, cov, np.nan)
 
 
-def steady_state_test(samples: Mapping[str, np.ndarray], n_sub: int = N_SUB) -> dict[str, float]:
+def steady_state_test(samples: Mapping[str, np.ndarray], n_sub: int = N_SUB,
+                      cov_period: np.ndarray | None = None) -> dict[str, float]:
     """Steady-state (stationarity) deviations [%] of one period (Foken & Wichura 1996; Foken et al. 2004).
 
     RN = |cov_period - mean(cov_sub)| / |cov_period| * 100, with the period cut into ``n_sub`` equal
@@ -55,14 +81,16 @@ def steady_state_test(samples: Mapping[str, np.ndarray], n_sub: int = N_SUB) -> 
     NaN = missing. Returns the variance tests under the variable name (``"u"``, ``"w"``, ``"ts"``...), the
     flux tests as ``"w/<scalar>"``, and ``"w/u"`` for u* = (<u'w'>^2 + <v'w'>^2)^(1/4) built from the
     period covariances versus from the averaged sub-period covariances (EddyPro). Block averaging within each
-    sub-period (the covariance of each sub-period uses its own means).
+    sub-period (the covariance of each sub-period uses its own means). ``cov_period``: the period's
+    :func:`pairwise_cov` of the same rows in the same order, if the caller has it already.
     """
     names = list(samples)
-    x = np.column_stack([np.asarray(samples[k], dtype=float) for k in names])
-    n = x.shape[0]
+    x = np.vstack([np.asarray(samples[k], dtype=float) for k in names])  # (k, n)
+    n = x.shape[1]
     sub = n // n_sub
-    glb = _pairwise_cov(x)
-    parts = _pairwise_cov(x[: sub * n_sub].reshape(n_sub, sub, x.shape[1])).mean(axis=0)
+    glb = pairwise_cov(x) if cov_period is None else np.asarray(cov_period, dtype=float)
+    blocks = np.ascontiguousarray(x[:, : sub * n_sub].reshape(len(names), n_sub, sub).swapaxes(0, 1))
+    parts = pairwise_cov(blocks).mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         dev = np.abs((glb - parts) / glb) * 100.0
     dev[glb == 0.0] = np.nan

@@ -37,6 +37,14 @@ def _correlate(a_hat: np.ndarray, b_hat: np.ndarray, nfft: int, max_lag: int) ->
     return np.fft.irfft(np.conj(a_hat) * b_hat, nfft)[..., : max_lag + 1]
 
 
+def _both_ways(r: np.ndarray, nfft: int, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a circular correlation r[k] = sum_i a[i] b[i + k] (no wrap-around: nfft >= n + max_lag + 1)
+    into lags k = 0..max_lag of (a, b) and of (b, a): sum_i b[i] a[i + k] = r[-k]."""
+    fwd = r[..., : max_lag + 1]
+    back = np.concatenate([r[..., :1], r[..., nfft - max_lag:][..., ::-1]], axis=-1)
+    return fwd, back
+
+
 class _Series:
     """One series prepared for lagged covariances: centred, zero-filled where missing, its FFTs."""
 
@@ -51,27 +59,51 @@ class _Series:
         self.x_hat = np.fft.rfft(self.x0, nfft)
         self.m_hat = np.fft.rfft(self.m, nfft) if self.has_gaps else None
 
+    def mask_hat(self, nfft: int) -> np.ndarray:
+        if self.m_hat is None:
+            self.m_hat = np.fft.rfft(self.m, nfft)
+        return self.m_hat
 
-def _lagged(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> np.ndarray:
-    """Lagged covariance cov(a[i], b[i+k]), k = 0..max_lag, each over the pairs present at that lag with
-    that subset's own means, normalised by the pair count (EddyPro ``LaggedCovarianceNoError``)."""
-    sxy = _correlate(a.x_hat, b.x_hat, nfft, max_lag)
-    if not (a.has_gaps or b.has_gaps):
-        k = np.arange(max_lag + 1)
-        npair = (n - k).astype(float)
-        ca = np.cumsum(a.x0, axis=-1)
-        cb = np.cumsum(b.x0[..., ::-1], axis=-1)
-        sx = ca[..., n - 1 - k]  # sum of a[0 : n-k]
-        sy = cb[..., n - 1 - k]  # sum of b[k : n]
-    else:
-        a_m = a.m_hat if a.m_hat is not None else np.fft.rfft(a.m, nfft)
-        b_m = b.m_hat if b.m_hat is not None else np.fft.rfft(b.m, nfft)
-        npair = np.rint(_correlate(a_m, b_m, nfft, max_lag))
-        sx = _correlate(a.x_hat, b_m, nfft, max_lag)
-        sy = _correlate(a_m, b.x_hat, nfft, max_lag)
+
+def _cov(sxy, npair, sx, sy) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = sxy / npair - (sx / npair) * (sy / npair)
     return np.where(npair > 0, cov, np.nan)
+
+
+def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lagged covariances cov(a[i], b[i+k]) and cov(b[i], a[i+k]), k = 0..max_lag, each over the pairs
+    present at that lag with that subset's own means, normalised by the pair count (EddyPro
+    ``LaggedCovarianceNoError``). Both directions come from the same inverse FFTs."""
+    k = np.arange(max_lag + 1)
+    if not (a.has_gaps or b.has_gaps):
+        sxy_f, sxy_b = _both_ways(np.fft.irfft(np.conj(a.x_hat) * b.x_hat, nfft), nfft, max_lag)
+        npair = (n - k).astype(float)
+
+        def head(x):  # sum x[0:k], k = 0..max_lag
+            return np.concatenate([np.zeros((*x.shape[:-1], 1)), np.cumsum(x[..., :max_lag], axis=-1)], axis=-1)
+
+        def tail(x):  # sum x[n-k:n]
+            return head(x[..., ::-1])
+
+        ta, tb = a.x0.sum(axis=-1, keepdims=True), b.x0.sum(axis=-1, keepdims=True)
+        fwd = _cov(sxy_f, npair, ta - tail(a.x0), tb - head(b.x0))
+        back = _cov(sxy_b, npair, tb - tail(b.x0), ta - head(a.x0))
+        return fwd, back
+    a_m, b_m = a.mask_hat(nfft), b.mask_hat(nfft)
+    spectra = np.stack(np.broadcast_arrays(np.conj(a.x_hat) * b.x_hat, np.conj(a_m) * b_m,
+                                           np.conj(a.x_hat) * b_m, np.conj(a_m) * b.x_hat))
+    (xy_f, xy_b), (n_f, n_b), (amb_f, amb_b), (mab_f, mab_b) = (
+        _both_ways(r, nfft, max_lag) for r in np.fft.irfft(spectra, nfft))
+    # forward: sum a over pairs = corr(a, m_b)[k], sum b = corr(m_a, b)[k]; backward the mirrored lags
+    fwd = _cov(xy_f, np.rint(n_f), amb_f, mab_f)
+    back = _cov(xy_b, np.rint(n_b), mab_b, amb_b)
+    return fwd, back
+
+
+def _lagged(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> np.ndarray:
+    """cov(a[i], b[i+k]), k = 0..max_lag (see :func:`_lagged_pair`)."""
+    return _lagged_pair(a, b, n, nfft, max_lag)[0]
 
 
 def _nfft(n: int, max_lag: int) -> int:
@@ -144,19 +176,19 @@ def finkelstein_sims(w, x, max_lag) -> np.ndarray:
     k_max = int(m_clip.max()) if m_clip.size else 0
     nfft = _nfft(n, k_max)
     sw, sx = _Series(w, nfft), _Series(x, nfft)
-    return _fs_sigma(sw, sx, _lagged(sw, sx, n, nfft, k_max), m, n, nfft)
+    return _fs_sigma(sw, sx, _lagged_pair(sw, sx, n, nfft, k_max), m, n, nfft)
 
 
-def _fs_sigma(sw: _Series, sx: _Series, c_wx: np.ndarray, m, n: int, nfft: int) -> np.ndarray:
-    """Finkelstein & Sims (2001) eq. 8-10 from prepared series and the w-x lagged covariance
-    (at least ``max(m)`` lags, x lagging w); ``w`` may be one series shared by every row of ``x``."""
+def _fs_sigma(sw: _Series, sx: _Series, c_wx: tuple[np.ndarray, np.ndarray], m, n: int, nfft: int) -> np.ndarray:
+    """Finkelstein & Sims (2001) eq. 8-10 from prepared series and the w-x lagged covariances
+    (C_wx(p) and C_wx(-p) = C_xw(p), at least ``max(m)`` lags); ``w`` may be one series shared by
+    every row of ``x``."""
     m = np.asarray(m)
     m_clip = np.clip(np.where(m >= 0, m, 0), 0, n - 1).astype(int)
     k_max = int(m_clip.max()) if m_clip.size else 0
     c_ww = _lagged(sw, sw, n, nfft, k_max)
     c_xx = _lagged(sx, sx, n, nfft, k_max)
-    c_xw = _lagged(sx, sw, n, nfft, k_max)  # w lagging x: C_wx(-p)
-    terms = c_ww * c_xx + c_wx[..., : k_max + 1] * c_xw
+    terms = c_ww * c_xx + c_wx[0][..., : k_max + 1] * c_wx[1][..., : k_max + 1]
     k = np.arange(k_max + 1)
     weight = np.where(k == 0, 1.0, 2.0) * (k <= m_clip[..., None])
     var = np.nansum(terms * weight, axis=-1) / n
@@ -184,8 +216,8 @@ def random_error(w, x, rate_hz: float, *, z_m=None, u_mean_ms=None, tlag_max_s: 
     k_max = int(min(2 * k_its, n - 1))
     nfft = _nfft(n, k_max)
     sw, sx = _Series(w, nfft), _Series(x, nfft)
-    c_wx = _lagged(sw, sx, n, nfft, k_max)
-    c = c_wx[..., : k_its + 1]
+    c_wx = _lagged_pair(sw, sx, n, nfft, k_max)
+    c = c_wx[0][..., : k_its + 1]
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = c / c[..., :1]
     its = _its_from_rho(np.nan_to_num(rho, nan=-np.inf), 1.0 / rate_hz, its_method)

@@ -225,7 +225,8 @@ class HistogramStats(NamedTuple):
 
 
 def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float, *, range_sigma: float = 7.0,
-                                  bins: int = 100, extreme_percentile: float = 10.0) -> HistogramStats:
+                                  bins: int = 100, extreme_percentile: float = 10.0,
+                                  dropouts: str = "both") -> HistogramStats:
     """Empty-bin and drop-out statistics of rows of ``x`` (``TestAmpResDropOut``).
 
     Windows of ``nn = int(window_s * rate_hz)`` samples (EddyPro: avrg_len/15 minutes, at least 1)
@@ -240,8 +241,11 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
     a stale one when no bin qualifies). EddyPro counts the repeats in each set, summed over windows.
     Also returned: the longest run of consecutive samples in one bin (an unbinned sample ends a
     run), as a percentage of the window, classified by its bin, the maximum over windows. NaN
-    samples are ignored (EddyPro would bin its -9999 error code).
+    samples are ignored (EddyPro would bin its -9999 error code). ``dropouts``: ``"repeats"`` or
+    ``"runs"`` computes only that drop-out statistic (the other comes back as zeros), ``"both"`` both.
     """
+    if dropouts not in ("both", "repeats", "runs"):
+        raise ValueError("dropouts must be 'both', 'repeats' or 'runs'")
     xs = np.atleast_2d(np.asarray(x, dtype=float))
     k, n = xs.shape
     nn = max(min(int(window_s * rate_hz), n), 2)
@@ -253,6 +257,19 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
             lo_x, hi_x = np.nanmin(win, axis=2, keepdims=True), np.nanmax(win, axis=2, keepdims=True)
             mean = np.nanmean(win, axis=2, keepdims=True)
             sd = np.nanstd(win, axis=2, ddof=1, keepdims=True)
+        elif nn == 2 * half:  # each window is two consecutive half blocks: reduce the blocks once
+            nb = n_win + 1
+            blk = xs[:, : nb * half].reshape(k, nb, half)
+            lo_b, hi_b = blk.min(axis=2), blk.max(axis=2)
+            lo_x = np.minimum(lo_b[:, :-1], lo_b[:, 1:])[..., None]
+            hi_x = np.maximum(hi_b[:, :-1], hi_b[:, 1:])[..., None]
+            centre = xs.mean(axis=1, keepdims=True)
+            dev = xs[:, : nb * half] - centre
+            s1 = dev.reshape(k, nb, half).sum(axis=2)
+            s2 = np.einsum("ij,ij->i", dev.reshape(-1, half), dev.reshape(-1, half)).reshape(k, nb)
+            s1w, s2w = s1[:, :-1] + s1[:, 1:], s2[:, :-1] + s2[:, 1:]
+            mean = (centre + s1w / nn)[..., None]
+            sd = np.sqrt(np.maximum(s2w - s1w * s1w / nn, 0.0) / (nn - 1))[..., None]
         else:
             lo_x, hi_x = win.min(axis=2, keepdims=True), win.max(axis=2, keepdims=True)
             mean = win.mean(axis=2, keepdims=True)
@@ -264,16 +281,31 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
         width[~(width > 0)] = np.nan  # constant or empty window: nothing is binned
         b = np.subtract(win, lo)
         b /= width
-        np.floor(b, out=b)
+        bf = np.floor(b)
+        # EddyPro's predicate is lo + b w <= x < lo + (b + 1) w: floor((x - lo) / w) can be off by one
+        # only where (x - lo) / w lies within rounding of an integer; check those samples exactly
+        # bound on the rounding error of (x - lo) / w in bins, per window
+        tol = 16.0 * np.finfo(float).eps * ((np.maximum(np.abs(lo_x), np.abs(hi_x)) + np.abs(lo)) / width + bins)
+        tol[~np.isfinite(tol)] = 0.0
+        b -= bf
+        near = np.flatnonzero((b < tol) | (b > 1.0 - tol))
+        b = bf
         b[np.isnan(b)] = -1.0
-        # EddyPro's predicate is lo + b w <= x < lo + (b + 1) w: correct the rounding of floor
-        b -= win < b * width + lo
-        b += win >= (b + 1.0) * width + lo
+        if near.size:
+            r, c = np.divmod(near, n_win * nn)
+            wi, j = np.divmod(c, nn)
+            xv, bv = win[r, wi, j], b.reshape(-1)[near]
+            lv, wv = lo[r, wi, 0], width[r, wi, 0]
+            bv = bv - (xv < bv * wv + lv)
+            bv = bv + (xv >= (bv + 1.0) * wv + lv)
+            b.reshape(-1)[near] = np.where(np.isnan(wv), -1.0, bv)
     binned = (b >= 0) & (b < bins)
     bi = b.astype(np.int32)
     bi[~binned] = -1
-    cell = bi + (np.arange(k * n_win, dtype=np.int32) * bins).reshape(k, n_win, 1)
-    counts = np.bincount(cell[binned], minlength=k * n_win * bins).reshape(k, n_win, bins)
+    total = k * n_win * bins
+    # unbinned samples count in one extra cell past the end (cheaper than selecting the binned ones)
+    cell = np.where(binned, bi + (np.arange(k * n_win, dtype=np.int32) * bins).reshape(k, n_win, 1), total)
+    counts = np.bincount(cell.reshape(-1), minlength=total + 1)[:total].reshape(k, n_win, bins)
     # bin of the previous binned sample of the window (EddyPro's ``drop``): unbinned samples are
     # skipped, so fill them with the last binned bin (sparse: they are few)
     filled = bi.copy()
@@ -288,42 +320,50 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
     drop = np.zeros_like(binned)
     np.equal(bi[:, :, 1:], filled[:, :, :-1], out=drop[:, :, 1:])
     drop &= binned
-    drops = np.bincount(cell[drop], minlength=k * n_win * bins).reshape(k, n_win, bins)
     cum = np.cumsum(counts, axis=2)
     unit = nn // 100
     binmin = (cum <= extreme_percentile * unit).sum(axis=2)  # 1-based last bin of the low tail
     reach = cum >= (100.0 - extreme_percentile) * unit
     binmax = np.where(reach.any(axis=2), reach.argmax(axis=2), bins - bins // 10)  # 1-based first - 1
-    cd = np.concatenate([np.zeros((k, n_win, 1), dtype=np.int64), np.cumsum(drops, axis=2)], axis=2)
-
-    def upto(b1):  # drops in bins 1..b1 (1-based)
-        return np.take_along_axis(cd, np.clip(b1, 0, bins)[..., None], axis=2)[..., 0]
-
-    ok = (binmin > 0) & (binmax >= binmin)
-    ext = upto(binmin) + (cd[..., -1] - upto(binmax - 1))
-    ctr = upto(binmax) - upto(binmin - 1)
-    drops_ext = np.where(ok, ext, 0).sum(axis=1)
-    drops_ctr = np.where(ok, ctr, 0).sum(axis=1)
     empty_pct = 100.0 * (counts == 0).sum(axis=(1, 2)) / (bins * n_win)
-    # longest run of consecutive binned samples in one bin = longest stretch of repeats + 1, in
-    # samples from its first to its last sample; extreme or central by its bin
-    padded = np.zeros((k, n_win, nn + 1), dtype=np.int8)
-    padded[:, :, :nn] = drop
-    edges = np.diff(padded.ravel(), prepend=np.int8(0))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    drops_ext = drops_ctr = np.zeros(k, dtype=np.int64)
+    if dropouts != "runs":
+        drops = np.bincount(np.where(drop, cell, total).reshape(-1), minlength=total + 1)[:total]
+        cd = np.concatenate([np.zeros((k, n_win, 1), dtype=np.int64),
+                             np.cumsum(drops.reshape(k, n_win, bins), axis=2)], axis=2)
+
+        def upto(b1):  # drops in bins 1..b1 (1-based)
+            return np.take_along_axis(cd, np.clip(b1, 0, bins)[..., None], axis=2)[..., 0]
+
+        ok = (binmin > 0) & (binmax >= binmin)
+        ext = upto(binmin) + (cd[..., -1] - upto(binmax - 1))
+        ctr = upto(binmax) - upto(binmin - 1)
+        drops_ext = np.where(ok, ext, 0).sum(axis=1)
+        drops_ctr = np.where(ok, ctr, 0).sum(axis=1)
     longest = np.zeros((2, k))
-    if starts.size:
-        run_len = ends - starts + 1
-        rw_flat, pos = np.divmod(starts, nn + 1)
-        row = rw_flat // n_win
-        run_bin = bi.ravel()[rw_flat * nn + pos] + 1  # 1-based, as binmin / binmax
-        extreme = (run_bin <= binmin.ravel()[rw_flat]) | (run_bin >= binmax.ravel()[rw_flat])
-        first_run = np.searchsorted(row, np.arange(k))  # runs are ordered by row
-        has_runs = np.bincount(row, minlength=k) > 0
-        at = np.minimum(first_run, row.size - 1)
-        for cls, lengths in enumerate((np.where(extreme, 0, run_len), np.where(extreme, run_len, 0))):
-            longest[cls] = np.where(has_runs, np.maximum.reduceat(lengths, at), 0)
-    longest *= 100.0 / nn
+    if dropouts != "repeats":
+        # longest run of consecutive binned samples in one bin = longest stretch of repeats + 1, in
+        # samples from its first to its last sample; extreme or central by its bin
+        padded = np.zeros((k, n_win, nn + 1), dtype=bool)
+        padded[:, :, :nn] = drop
+        flat = padded.reshape(-1)
+        flips = np.empty(flat.size, dtype=bool)
+        flips[0] = flat[0]
+        np.not_equal(flat[1:], flat[:-1], out=flips[1:])
+        change = np.flatnonzero(flips)  # starts and ends of runs of repeats alternate
+        starts, ends = change[0::2], change[1::2]
+        if starts.size:
+            run_len = ends - starts + 1
+            rw_flat, pos = np.divmod(starts, nn + 1)
+            row = rw_flat // n_win
+            run_bin = bi.ravel()[rw_flat * nn + pos] + 1  # 1-based, as binmin / binmax
+            extreme = (run_bin <= binmin.ravel()[rw_flat]) | (run_bin >= binmax.ravel()[rw_flat])
+            first_run = np.searchsorted(row, np.arange(k))  # runs are ordered by row
+            has_runs = np.bincount(row, minlength=k) > 0
+            at = np.minimum(first_run, row.size - 1)
+            for cls, lengths in enumerate((np.where(extreme, 0, run_len), np.where(extreme, run_len, 0))):
+                longest[cls] = np.where(has_runs, np.maximum.reduceat(lengths, at), 0)
+        longest *= 100.0 / nn
     return HistogramStats(empty_pct, drops_ctr, drops_ext, longest[0], longest[1], nn, n_win)
 
 
@@ -386,14 +426,22 @@ def haar_discontinuities(x: np.ndarray, rate_hz: float, window_s: float, *, step
     with np.errstate(invalid="ignore", divide="ignore"):
         centre = np.where(valid, xs, 0.0).sum(axis=1, keepdims=True) / np.maximum(valid.sum(axis=1, keepdims=True), 1)
     xc = np.where(valid, xs - centre, 0.0)
-    cum = np.zeros((3, k, n + 1))
-    np.cumsum(valid, axis=1, out=cum[0, :, 1:])
-    np.cumsum(xc, axis=1, out=cum[1, :, 1:])
-    np.cumsum(xc * xc, axis=1, out=cum[2, :, 1:])
+    sq = xc * xc
     s0 = np.arange(n_win) * step
+    # window and half-window bounds fall on multiples of ``g``: cumulate block sums of g samples
+    g = math.gcd(step, h, nn) if n_win > 1 else math.gcd(h, nn)
+    nb = (s0[-1] + nn) // g  # blocks up to the last bound used
+
+    def blocks(a):
+        return a[:, : nb * g].reshape(k, nb, g).sum(axis=2)
+
+    cum = np.zeros((3, k, nb + 1))
+    np.cumsum(blocks(valid.astype(float)), axis=1, out=cum[0, :, 1:])
+    np.cumsum(blocks(xc), axis=1, out=cum[1, :, 1:])
+    np.cumsum(blocks(sq), axis=1, out=cum[2, :, 1:])
 
     def moments(a, b):
-        c, s1, s2 = cum[:, :, b] - cum[:, :, a]
+        c, s1, s2 = cum[:, :, b // g] - cum[:, :, a // g]
         with np.errstate(invalid="ignore", divide="ignore"):
             m = s1 / c
             return m + centre, (s2 - s1 * m) / (c - 1)
@@ -407,7 +455,7 @@ def haar_discontinuities(x: np.ndarray, rate_hz: float, window_s: float, *, step
             haar_var = (np.sqrt(v_1) - np.sqrt(v_2)) / (v_all * sc**2)
         else:
             n_ok = valid.sum(axis=1, keepdims=True)
-            var_record = (xc * xc).sum(axis=1, keepdims=True) / (n_ok - 1)
+            var_record = sq.sum(axis=1, keepdims=True) / (n_ok - 1)
             haar_mean = np.abs(m_1 - m_2) * np.abs(sc)
             haar_var = np.abs(v_1 - v_2) / var_record
     return haar_mean, haar_var
@@ -494,7 +542,8 @@ def vm97_flags(columns: Mapping[str, np.ndarray], rate_hz: float, options: VM97O
     # 3. amplitude resolution and drop-outs
     ar_window = 60.0 * max(o.averaging_min // 15, 1)
     hist = amplitude_resolution_dropouts(xv, rate_hz, ar_window, range_sigma=o.ar_range_sigma, bins=o.ar_bins,
-                                         extreme_percentile=o.do_extreme_percentile)
+                                         extreme_percentile=o.do_extreme_percentile,
+                                         dropouts="repeats" if o.eddypro_compat else "runs")
     total = hist.window * hist.n_windows
     for i, v in enumerate(present):
         if o.eddypro_compat:  # repeats, integer division; the extreme-bin result overwrites the central one
