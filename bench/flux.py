@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the fluxedge command does: one BLAS thread a process
 import statistics
 import subprocess
 import sys
@@ -28,10 +26,13 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from station.runtime import configure_numeric_process
 
-from station.flux.pipeline import process
-from station.rawdata import read_raw
-from station.reprocess import setup_for
+configure_numeric_process()  # as the fluxedge command does: one BLAS thread, malloc keeps freed memory
+
+from station.flux.pipeline import process  # noqa: E402
+from station.rawdata import read_raw  # noqa: E402
+from station.reprocess import ENGINE_VARIABLES, setup_for  # noqa: E402
 
 DATA = Path(os.environ.get("FLUXEDGE_EC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ec"))
 GHG = sorted((DATA / "degeb-hs50-li7200-20hz" / "raw").glob("*.ghg"))
@@ -40,7 +41,7 @@ WANTED = ("u", "v", "w", "ts", "pa", "co2", "h2o")
 
 def one_period(path: Path, read: bool, raw=None):
     if read:
-        raw = read_raw(path)
+        raw = read_raw(path, variables=ENGINE_VARIABLES)  # as fluxedge flux process reads
     columns = {c: raw.columns[c] for c in WANTED if c in raw.columns}
     return process(columns, setup_for(raw, raw.n_samples / raw.rate_hz))
 

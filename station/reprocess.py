@@ -29,6 +29,8 @@ from station.rawdata import RawDataError, RawPeriod, read_raw
 from station.rawdata.metadata import Instrument, Metadata
 
 GASES = ("co2", "h2o", "ch4")
+#: the raw columns the flux engine uses (sos is read too where it stands for ts): only these are parsed
+ENGINE_VARIABLES = ("u", "v", "w", "ts", "pa", *GASES)
 #: EddyPro model names -> built-in geometry keys of :mod:`station.flux.spectral`.
 SONIC_KEYS = {"csat3": "csat3", "csat3b": "csat3b", "hs": "hs_50", "hs_50": "hs_50", "hs_100": "hs_100",
               "r3_50": "r3_50", "r3_100": "r3_100", "wm": "wm", "wmpro": "wmpro", "81000": "81000"}
@@ -119,7 +121,7 @@ def process_file(path: str, metadata: str | None = None, period_min: float | Non
                  options: Options | None = None) -> FileOutcome:
     """Every period of one raw file; never raises on bad files (the error is in the outcome)."""
     try:
-        raw = read_raw(path, metadata)
+        raw = read_raw(path, metadata, variables=ENGINE_VARIABLES)
     except RawDataError as exc:
         hint = " (fluxedge flux process --metadata FILE)" if metadata is None and ".metadata" in str(exc) else ""
         return FileOutcome(path, [], f"{exc}{hint}")
@@ -131,7 +133,7 @@ def process_file(path: str, metadata: str | None = None, period_min: float | Non
         per = n
     rows = []
     t0 = raw.start.timestamp()
-    wanted = ("u", "v", "w", "ts", "pa", *GASES)
+    wanted = ENGINE_VARIABLES
     for k in range(n // per or 1):
         sl = slice(k * per, min((k + 1) * per, n))
         columns = {c: np.asarray(raw.columns[c][sl], dtype=float) for c in wanted if c in raw.columns}

@@ -134,8 +134,11 @@ def test_ghg_gas_columns_are_consistent_physically(path):
 def test_gas_preference_and_variables():
     path = GHG_FILES[0]
     dens = read_raw(path, gas_preference=("molar_density",), variables=("u", "w", "ts", "co2"))
-    assert set(dens.columns) == {"u", "w", "sos", "ts", "co2", "co2_molar_density", "co2_mole_fraction",
-                                 "co2_mixing_ratio"}
+    # a gas named bare reads only its preferred measure type; one named with its type is read too
+    assert set(dens.columns) == {"u", "w", "sos", "ts", "co2", "co2_molar_density"}
+    both = read_raw(path, gas_preference=("molar_density",), variables=("co2", "co2_mixing_ratio"))
+    assert set(both.columns) == {"co2", "co2_molar_density", "co2_mixing_ratio"}
+    assert both.gas_types == {"co2": "molar_density"}
     assert dens.gas_types == {"co2": "molar_density"} and dens.units["co2"] == "mmol m-3"
     assert 15 < dens["co2"].mean() < 17
     full = _read(path)
@@ -639,3 +642,39 @@ def test_space_separated_file(tmp_path):
     path.write_text("\n".join([*rows[:20], "  t  1  2  3", *rows[20:]]) + "\n")
     with pytest.raises(RawDataError, match=r"line 21: record has 4 fields, expected 10"):
         read_delimited(path, md)
+
+
+def test_fast_inflate_equals_zipfile_and_checks_the_crc(tmp_path, monkeypatch):
+    """ISA-L reads the member byte for byte as zipfile does; a flipped byte in the stored deflate
+    stream is caught (by the inflater or the CRC-32), and without isal zipfile itself reads it."""
+    import zipfile
+
+    from station.rawdata import inflate
+
+    payload = ("DATA\t" + "\t".join(f"{i * 0.001:.3f}" for i in range(40)) + "\n").encode() * 3000
+    path = tmp_path / "x.ghg"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("x.data", payload)
+        zf.writestr("x.metadata", b"[Site]\n", compress_type=zipfile.ZIP_STORED)
+    with zipfile.ZipFile(path) as zf:
+        assert inflate.read_member(zf, "x.data") == payload
+        assert inflate.read_member(zf, "x.metadata") == b"[Site]\n"
+        offset = zf.getinfo("x.data").header_offset + 30 + len("x.data") + 200
+    blob = bytearray(path.read_bytes())
+    blob[offset] ^= 0xFF
+    bad = tmp_path / "bad.ghg"
+    bad.write_bytes(bytes(blob))
+    with zipfile.ZipFile(bad) as zf, pytest.raises(zipfile.BadZipFile, match=r"x\.data"):
+        inflate.read_member(zf, "x.data")
+    for flip in range(offset, offset + 2000, 97):  # wherever the damage, never anything but BadZipFile
+        blob = bytearray(path.read_bytes())
+        blob[flip] ^= 0x55
+        bad.write_bytes(bytes(blob))
+        with zipfile.ZipFile(bad) as zf:
+            try:
+                assert inflate.read_member(zf, "x.data") != payload
+            except zipfile.BadZipFile:
+                pass
+    monkeypatch.setattr(inflate, "_fast", None)
+    with zipfile.ZipFile(path) as zf:
+        assert inflate.read_member(zf, "x.data") == payload

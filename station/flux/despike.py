@@ -254,11 +254,17 @@ def vickers_mahrt_spikes(x: np.ndarray, rate_hz: float, sigma, max_consecutive: 
     served = _served(n, nn, step, n_windows)
     active = np.ones(k, dtype=bool)
     valid, outlier, below = (np.empty((k, n), dtype=bool) for _ in range(3))
+    mean_w = sd_w = None
+    changed = np.ones(k, dtype=bool)  # rows whose samples changed since their window statistics
     for _ in range(1 if replace == "none" else max(int(max_passes), 1)):
         passes[active] += 1
         np.isnan(xs, out=valid)
         np.logical_not(valid, out=valid)
-        mean_w, sd_w = _window_stats(xs, valid, nn, step)
+        if mean_w is None or changed.all():
+            mean_w, sd_w = _window_stats(xs, valid, nn, step)
+        elif changed.any():  # only the rows with replaced samples need new statistics
+            mean_w[changed], sd_w[changed] = _window_stats(xs[changed], valid[changed], nn, step)
+        changed[:] = False
         upper_w = mean_w + lim[:, None] * sd_w
         lower_w = mean_w - lim[:, None] * sd_w
         _compare_expanded(np.greater, xs, upper_w, served, outlier)
@@ -270,6 +276,7 @@ def vickers_mahrt_spikes(x: np.ndarray, rate_hz: float, sigma, max_consecutive: 
         first = outlier[:, 0].copy()
         if replace != "none":
             xs[first, 0] = np.where(xs[first, 0] > upper_w[first, 0], upper_w[first, 0], lower_w[first, 0])
+            changed |= first
         new = (first & ~is_spike[:, 0]).astype(np.int64)
         samples += new
         is_spike[:, 0] |= first
@@ -282,6 +289,7 @@ def vickers_mahrt_spikes(x: np.ndarray, rate_hz: float, sigma, max_consecutive: 
         samples += np.bincount(rows[fresh], weights=length[fresh], minlength=k).astype(np.int64)
         run, r, i = _run_samples(rows, starts, ends)
         is_spike[r, i] = True
+        changed[r] = True
         if replace == "nan":
             xs[r, i] = np.nan
         elif replace == "linear" and run.size:

@@ -176,6 +176,13 @@ def _to_mole_fraction(name: str, x: np.ndarray, options: VM97Options) -> np.ndar
     return x
 
 
+def _speed_squared(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """u^2 + v^2 (compared with a squared limit: cheaper than hypot, same decision)."""
+    s = u * u
+    s += v * v
+    return s
+
+
 def absolute_limits(columns: Mapping[str, np.ndarray], options: VM97Options) -> dict[str, int]:
     """Hard flags for values outside physical limits (``TestAbsoluteLimits``): u and v together on
     the horizontal speed, |w|, ts, and each gas (after :func:`_to_mole_fraction`)."""
@@ -183,7 +190,7 @@ def absolute_limits(columns: Mapping[str, np.ndarray], options: VM97Options) -> 
     flags: dict[str, int] = {}
     with np.errstate(invalid="ignore"):
         if "u" in columns and "v" in columns:
-            flags["u"] = flags["v"] = int(bool(np.any(np.hypot(columns["u"], columns["v"]) > o.u_max)))
+            flags["u"] = flags["v"] = int(bool(np.any(_speed_squared(columns["u"], columns["v"]) > o.u_max**2)))
         if "w" in columns:
             flags["w"] = int(bool(np.any(np.abs(columns["w"]) > o.w_max)))
         if "ts" in columns:
@@ -203,7 +210,7 @@ def _absolute_limit_filter(columns: dict[str, np.ndarray], options: VM97Options)
     o = options
     with np.errstate(invalid="ignore"):
         if "u" in columns and "v" in columns:
-            bad = np.hypot(columns["u"], columns["v"]) > o.u_max
+            bad = _speed_squared(columns["u"], columns["v"]) > o.u_max**2
             columns["u"][bad] = np.nan
             columns["v"][bad] = np.nan
         if "w" in columns:
@@ -466,11 +473,14 @@ def attack_angle_outside_pct(u: np.ndarray, v: np.ndarray, w: np.ndarray, aoa_ra
     ``aoa_range`` [deg] (EddyPro 7 ``TestAttackAngle``; zero horizontal speed with nonzero w counts
     as outside)."""
     ok = ~(np.isnan(u) | np.isnan(v) | np.isnan(w))
-    hw = np.hypot(u[ok], v[ok])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        aoa = np.degrees(np.arctan(w[ok] / hw))
-    outside = np.where(hw == 0.0, w[ok] != 0.0, (aoa < aoa_range[0]) | (aoa > aoa_range[1]))
-    return 100.0 * outside.sum() / ok.sum() if ok.any() else np.nan
+    if not ok.all():
+        u, v, w = u[ok], v[ok], w[ok]
+    hw = np.sqrt(_speed_squared(u, v))
+    # atan(w / hw) outside [lo, hi] <=> w outside [tan(lo) hw, tan(hi) hw] for hw > 0 (|angles| < 90)
+    t_lo, t_hi = np.tan(np.radians(aoa_range))
+    outside = (w < t_lo * hw) | (w > t_hi * hw)
+    n_ok = len(w)
+    return 100.0 * np.count_nonzero(outside) / n_ok if n_ok else np.nan
 
 
 def nonsteady_wind(u: np.ndarray, v: np.ndarray) -> tuple[float, float, float]:

@@ -41,6 +41,21 @@ def selected(column: Column, variables: Collection[str]) -> bool:
     return not names.isdisjoint(variables)
 
 
+def _preferred_gas_columns(wanted: list[Column], variables: Collection[str],
+                           gas_preference: Sequence[str]) -> list[Column]:
+    """Of a gas asked for by its bare name, only the columns of its preferred measure type present
+    (those not parsed at all); a measure type asked for by name (``co2_molar_density``) stays."""
+    drop: set[tuple[str, str]] = set()
+    for gas in GASES:
+        if gas not in variables:
+            continue
+        present = {c.measure_type or "molar_density" for c in wanted if c.variable == gas}
+        chosen = next((m for m in gas_preference if m in present), None)
+        if chosen is not None:
+            drop |= {(gas, m) for m in present if m != chosen and f"{gas}_{m}" not in variables}
+    return [c for c in wanted if (c.variable, c.measure_type or "molar_density") not in drop]
+
+
 def assemble(records: Records, metadata: Metadata, *, field_offset: int, source: str,
              gas_preference: Sequence[str] = DEFAULT_GAS_PREFERENCE,
              extra: dict[str, tuple[int, str]] | None = None, variables: Collection[str] | None = None,
@@ -56,6 +71,8 @@ def assemble(records: Records, metadata: Metadata, *, field_offset: int, source:
         if m not in GAS_MEASURE_TYPES:
             raise ValueError(f"unknown gas measure type {m!r}; one of {', '.join(GAS_MEASURE_TYPES)}")
     wanted: list[Column] = [c for c in metadata.read_columns if variables is None or selected(c, variables)]
+    if variables is not None:
+        wanted = _preferred_gas_columns(wanted, variables, gas_preference)
     last = max((c.index for c in wanted), default=0) - 1 + field_offset
     if wanted and last >= records.nfields:
         col = max(wanted, key=lambda c: c.index)

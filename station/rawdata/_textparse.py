@@ -85,9 +85,15 @@ def split_records(buf: bytes, *, sep: str, header_lines: int, source: str, label
     origin = start - 1 if start > 0 else 0
     body = data[origin:]
     # with TAB separators one comparison finds both TAB (9) and LF (10), unless the text holds
-    # other control bytes (NUL padding of a cut-off file ...): then two exact comparisons
-    tab = sep == "\t" and not np.any(body < 9)
-    bounds = np.flatnonzero(body <= 10) if tab else np.flatnonzero((body == ord(sep)) | (body == 10))
+    # other control bytes (NUL padding of a cut-off file ...), which are among those hits: then
+    # two exact comparisons
+    bounds = None
+    if sep == "\t":
+        bounds = np.flatnonzero(body <= 10)
+        if np.any(np.take(body, bounds) < 9):
+            bounds = None
+    if bounds is None:
+        bounds = np.flatnonzero((body == ord(sep)) | (body == 10))
     bounds += origin
     if start == 0:
         bounds = np.concatenate([np.array([-1], dtype=bounds.dtype), bounds])
@@ -95,8 +101,7 @@ def split_records(buf: bytes, *, sep: str, header_lines: int, source: str, label
     if not terminated and data.size > start:
         bounds = np.append(bounds, data.size)
     hits = bounds[1:]
-    hit_bytes = data[np.minimum(hits, data.size - 1)]
-    is_nl = hit_bytes == 10
+    is_nl = np.take(data, hits, mode="clip") == 10  # (an appended end-of-data bound is fixed below)
     if not terminated and hits.size:
         is_nl[-1] = True
     ends = np.flatnonzero(is_nl)  # index into hits of each line's terminator -> bounds index + 1

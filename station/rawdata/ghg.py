@@ -28,6 +28,7 @@ from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, assemble
 from station.rawdata._textparse import split_records
 from station.rawdata.delimited import period_bounds
 from station.rawdata.errors import RawDataError
+from station.rawdata.inflate import read_member
 from station.rawdata.metadata import Metadata, decode_text, load_metadata, parse_metadata
 from station.rawdata.period import RawPeriod
 
@@ -61,7 +62,7 @@ def _member(zf: zipfile.ZipFile, path: Path, suffix: str, *, required: bool) -> 
 
 def _read_member(zf: zipfile.ZipFile, path: Path, name: str) -> bytes:
     try:
-        return zf.read(name)
+        return read_member(zf, name)
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, RuntimeError) as exc:
         raise RawDataError(path, f"archive member {name} is truncated or corrupt: {exc}") from None
 
