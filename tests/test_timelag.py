@@ -90,11 +90,14 @@ def test_synthetic_lags_are_recovered_exactly(true_lag):
     assert np.corrcoef(w[ok], y[ok])[0, 1] > 0.8
 
 
-def test_lag_covariances_equal_the_brute_force_definition():
+@pytest.mark.parametrize("gaps", [True, False])
+def test_lag_covariances_equal_the_brute_force_definition(gaps):
+    """With gaps (masked correlations) and without (partial sums over each lag's overlap)."""
     w, x = _lagged(n=700, lag=4)
     rng = np.random.default_rng(2)
-    w[rng.choice(700, 40, replace=False)] = np.nan
-    x[rng.choice(700, 40, replace=False)] = np.nan
+    if gaps:
+        w[rng.choice(700, 40, replace=False)] = np.nan
+        x[rng.choice(700, 40, replace=False)] = np.nan
     lags, cov = lag_covariances(w, x, -12, 15)
     assert lags.tolist() == list(range(-12, 16))
     for lag, c in zip(lags, cov, strict=True):
@@ -108,6 +111,9 @@ def test_lag_covariances_equal_the_brute_force_definition():
     np.testing.assert_allclose(cov2, cov[15:19], rtol=1e-12)
     lags, cov3 = lag_covariances(w, x, -6, -3)
     np.testing.assert_allclose(cov3, cov[6:10], rtol=1e-12)
+    # lags beyond the series overlap nothing
+    lags, far = lag_covariances(w, x, 698, 705)
+    assert np.isfinite(far[:1]).all() and np.isnan(far[2:]).all()
 
 
 def test_default_is_used_when_the_maximum_sits_on_the_window_edge():

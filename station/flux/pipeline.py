@@ -122,7 +122,7 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     used = int(np.sum(np.all(np.isfinite(x[:4]), axis=0)))
 
     # tilt correction of the wind samples
-    mean_raw = np.nanmean(x[:3], axis=1)
+    mean_raw = _row_means(x[:3])
     rot = _rotation(x[:3], mean_raw, options)
     wind = rot @ np.where(np.isfinite(x[:3]), x[:3], 0.0)
     wind[:, ~np.all(np.isfinite(x[:3]), axis=0)] = np.nan
@@ -144,7 +144,7 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
         x[i] = timelag.shift(x[i], lag)
         lags[name] = lag / setup.rate_hz
 
-    means = np.nanmean(x, axis=1)
+    means = _row_means(x)
     fl = detrend.fluctuations(x, options.detrending, fs_hz=setup.rate_hz,
                               time_constant_s=options.detrend_time_constant_s)
     cov = _cov(fl)
@@ -211,6 +211,14 @@ def _vm97(x: np.ndarray, names: list[str], gases: dict[str, GasSetup], setup: Se
     out["VM97_HARD_FLAGS"] = float(sum(v == 1 for t, f in res.flags.items() if t.endswith("_hf") for v in f.values())
                                    + sum(v == 1 for v in res.wind_flags.values()))
     return cleaned, spikes, out
+
+
+def _row_means(x: np.ndarray) -> np.ndarray:
+    """Mean of each row over its present samples (NaN = missing), without nanmean's copy when there is no gap."""
+    if not np.isnan(x).any():
+        return x.mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nanmean(x, axis=1)
 
 
 def _rotation(wind: np.ndarray, mean: np.ndarray, options: Options) -> np.ndarray:

@@ -71,12 +71,23 @@ def lag_covariances(w: np.ndarray, x: np.ndarray, min_lag: int, max_lag: int) ->
     def seg(a):
         return np.concatenate([np.zeros(p), a, np.zeros(q)])[start:stop]
 
-    xs, ms = seg(xc), seg(mx.astype(float))
-    wm = mw.astype(float)
+    xs = seg(xc)
     s_wx = np.correlate(xs, wc, "valid")  # sum_i w_i x_{i+L}
-    s_w = np.correlate(ms, wc, "valid")  # sum_i w_i [x_{i+L} present]
-    s_x = np.correlate(xs, wm, "valid")  # sum_i x_{i+L} [w_i present]
-    cnt = np.rint(np.correlate(ms, wm, "valid"))
+    if mw.all() and mx.all():  # no gaps: the other sums are partial sums over each lag's overlap
+        lo = np.clip(-lags, 0, n)
+        hi = np.clip(n - lags, 0, n)
+        hi = np.maximum(hi, lo)
+        cw = np.concatenate([[0.0], np.cumsum(wc)])
+        cx = np.concatenate([[0.0], np.cumsum(xc)])
+        s_w = cw[hi] - cw[lo]
+        s_x = cx[np.clip(hi + lags, 0, n)] - cx[np.clip(lo + lags, 0, n)]
+        cnt = (hi - lo).astype(float)
+    else:
+        ms = seg(mx.astype(float))
+        wm = mw.astype(float)
+        s_w = np.correlate(ms, wc, "valid")  # sum_i w_i [x_{i+L} present]
+        s_x = np.correlate(xs, wm, "valid")  # sum_i x_{i+L} [w_i present]
+        cnt = np.rint(np.correlate(ms, wm, "valid"))
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = s_wx / cnt - (s_w / cnt) * (s_x / cnt)
     cov[cnt < 1] = np.nan

@@ -51,10 +51,13 @@ class _Series:
     def __init__(self, x: np.ndarray, nfft: int):
         self.valid = np.isfinite(x)
         self.has_gaps = not bool(self.valid.all())
-        count = self.valid.sum(axis=-1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(self.valid, x, 0.0).sum(axis=-1, keepdims=True) / count
-        self.x0 = np.where(self.valid, x - mean, 0.0)  # centring keeps the products well conditioned
+        if self.has_gaps:
+            count = self.valid.sum(axis=-1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(self.valid, x, 0.0).sum(axis=-1, keepdims=True) / count
+            self.x0 = np.where(self.valid, x - mean, 0.0)  # centring keeps the products well conditioned
+        else:
+            self.x0 = x - x.mean(axis=-1, keepdims=True)
         self.m = self.valid.astype(float)
         self.x_hat = np.fft.rfft(self.x0, nfft)
         self.m_hat = np.fft.rfft(self.m, nfft) if self.has_gaps else None
