@@ -80,7 +80,7 @@ def _analyser(instrument: Instrument | None) -> spectral.GasAnalyser:
         tube_flow_m3_s=(instrument.flow_rate_l_min or 0.0) / 60000.0 if closed else 0.0)
 
 
-def setup_for(raw: RawPeriod, period_s: float) -> Setup:
+def setup_for(raw: RawPeriod, period_s: float, period_mid_unix_s: float | None = None) -> Setup:
     """The engine's view of the site and instruments, from the file's metadata."""
     md = raw.metadata
     sonic = next((i for i in md.instruments if i.kind == "sonic"), None)
@@ -94,13 +94,16 @@ def setup_for(raw: RawPeriod, period_s: float) -> Setup:
         instrument = next((i for i in md.instruments if col is not None and i.id and i.id == col.instrument), None)
         instrument = instrument or next((i for i in md.instruments if i.kind == "irga"), None)
         lags = (col.nom_timelag_s, col.min_timelag_s, col.max_timelag_s) if col is not None else (0.0, 0.0, 0.0)
-        gases.append(GasSetup(gas, raw.gas_types.get(gas, "molar_density"), _analyser(instrument), lags))
+        analyser = _analyser(instrument)
+        li7500 = instrument is not None and instrument.model_base.startswith("li7500") and not analyser.closed_path
+        gases.append(GasSetup(gas, raw.gas_types.get(gas, "molar_density"), analyser, lags, self_heating=li7500))
     site = md.site
     return Setup(rate_hz=raw.rate_hz, period_s=period_s,
                  measurement_height_m=(sonic.height_m if sonic and sonic.height_m else 2.0),
                  canopy_height_m=site.canopy_height_m or 0.0, displacement_m=site.displacement_height_m or None,
                  roughness_m=site.roughness_length_m or None, latitude_deg=site.latitude_deg,
-                 altitude_m=site.altitude_m, north_offset_deg=(sonic.north_offset_deg or 0.0) if sonic else 0.0,
+                 longitude_deg=site.longitude_deg, period_mid_unix_s=period_mid_unix_s, altitude_m=site.altitude_m,
+                 north_offset_deg=(sonic.north_offset_deg or 0.0) if sonic else 0.0,
                  sonic=_sonic(md), gases=tuple(gases))
 
 
@@ -137,7 +140,7 @@ def process_file(path: str, metadata: str | None = None, period_min: float | Non
     for k in range(n // per or 1):
         sl = slice(k * per, min((k + 1) * per, n))
         columns = {c: np.asarray(raw.columns[c][sl], dtype=float) for c in wanted if c in raw.columns}
-        setup = setup_for(raw, (sl.stop - sl.start) / raw.rate_hz)
+        setup = setup_for(raw, (sl.stop - sl.start) / raw.rate_hz, t0 + (sl.start + sl.stop) / 2 / raw.rate_hz)
         try:
             results = process(columns, setup, options)
         except (ValueError, FloatingPointError) as exc:  # a period the engine cannot use
@@ -162,7 +165,8 @@ def options_from_args(args) -> Options:
         raise ValueError("--rotation planar_fit needs --planar-fit FIT.json (from 'fluxedge flux planarfit')")
     return Options(despiking=args.despiking, rotation=args.rotation, planar_fit=fit, detrending=args.detrending,
                    detrend_time_constant_s=args.time_constant, lag=args.lag, spectral=args.spectral,
-                   qc_system=args.qc, footprint=args.footprint)
+                   qc_system=args.qc, footprint=args.footprint,
+                   self_heating=getattr(args, "self_heating", "none"))
 
 
 def _job(args: tuple[str, str | None, float | None, Options | None]) -> FileOutcome:

@@ -5,7 +5,8 @@ the covariance fluxes. Level 2-3: the humidity correction of the sonic heat flux
 2004 eq. 3.53, revising Schotanus et al. 1983), then the density corrections of Webb et al.
 (1980) for open-path densities (eqs. 24-25, in the molar form of Burba et al. 2008 for CO2 and
 CH4), with the spectrally corrected H. Closed-path gases measured as dry mixing ratios need no
-density terms (Ibrom et al. 2007): F = rho_d w'chi'.
+density terms (Ibrom et al. 2007): F = rho_d w'chi'. For an LI-7500 the heat of its own surfaces
+(Burba et al. 2008) may be added to H in those density terms.
 
 Units: covariances of w [m s-1] with Ts [K], u, v [m s-1], gas molar densities [mmol m-3] or
 mixing ratios / mole fractions [umol mol-1 for CO2 and CH4, mmol mol-1 for H2O].
@@ -46,6 +47,9 @@ class FluxInputs:
     ch4: Gas | None = None
     #: Spectral correction factors by flux name (``TAU``, ``H``, ``LE``, ``FC``, ``FCH4``); 1 if absent.
     scf: dict[str, float] = field(default_factory=dict)
+    #: Extra sensible heat of the analyser's own surfaces [W m-2] by gas (``h2o``, ``co2``, ``ch4``),
+    #: added to H in that gas's density corrections (Burba et al. 2008; :mod:`station.flux.selfheating`).
+    surface_heat_w_m2: dict[str, float] = field(default_factory=dict)
 
 
 def _molar_flux(gas: Gas, air: Air, per_mol: float) -> float:
@@ -90,12 +94,13 @@ def corrected_fluxes(inp: FluxInputs, air: Air) -> dict[str, float]:
         if inp.h2o.open_path and inp.h2o.measure_type == DENSITY:
             # Webb et al. (1980) eq. 25 with the spectrally corrected H
             rho_w_mol = air.rho_w / MV_KG_MOL
-            e3 = (1.0 + MU * air.sigma) * (e1 + h3 * rho_w_mol / (air.rho_cp * air.ta_k))
+            h_path = h3 + inp.surface_heat_w_m2.get("h2o", 0.0)
+            e3 = (1.0 + MU * air.sigma) * (e1 + h_path * rho_w_mol / (air.rho_cp * air.ta_k))
         else:
             e3 = e1
         out.update(FH2O_0=e0 * 1e3, FH2O=e3 * 1e3, LE=e3 * MV_KG_MOL * air.lambda_j_kg, LE_0=e0_mass * air.lambda_j_kg)
 
-    for gas, key in ((inp.co2, "FC"), (inp.ch4, "FCH4")):
+    for gas, key, name in ((inp.co2, "FC", "co2"), (inp.ch4, "FCH4", "ch4")):
         if gas is None:
             continue
         f0 = _molar_flux(gas, air, 1e-6) * 1e6  # umol m-2 s-1
@@ -105,7 +110,8 @@ def corrected_fluxes(inp: FluxInputs, air: Air) -> dict[str, float]:
             # E / (1 + mu sigma) = w'rho_v' + rho_v/T w'T', the heat term with the corrected H.
             rho_c = _density_mol_m3(gas, air, 1e-6) * 1e6  # umol m-3
             e_term = 0.0 if np.isnan(e3) else e3 * rho_c / ((1.0 + MU * air.sigma) * air.rho_d_mol)
-            f1 = f1 + e_term + h3 * rho_c / (air.rho_cp * air.ta_k)
+            h_path = h3 + inp.surface_heat_w_m2.get(name, 0.0)
+            f1 = f1 + e_term + h_path * rho_c / (air.rho_cp * air.ta_k)
         out[f"{key}_0"] = f0
         out[key] = f1
     return {k: float(v) for k, v in out.items()}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from station.flux import despike, detrend, footprint, qc, spectral, timelag, uncertainty, vm97
+from station.flux import despike, detrend, footprint, qc, selfheating, spectral, timelag, uncertainty, vm97
 from station.flux.air import Air, air_from_sonic, ambient_pressure_pa
 from station.flux.constants import G_M_S2, MV_KG_MOL, R_J_MOL_K, VON_KARMAN
 from station.flux.fluxes import DENSITY, FluxInputs, Gas, corrected_fluxes
@@ -37,6 +37,8 @@ class GasSetup:
     measure_type: str = DENSITY
     analyser: spectral.GasAnalyser = field(default_factory=spectral.GasAnalyser)
     lag_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: an LI-7500-family open path, whose surfaces heat the air it measures (Burba et al. 2008)
+    self_heating: bool = False
 
     @property
     def open_path(self) -> bool:
@@ -54,10 +56,23 @@ class Setup:
     displacement_m: float | None = None
     roughness_m: float | None = None
     latitude_deg: float = 45.0
+    longitude_deg: float = 0.0
     altitude_m: float = 0.0
     north_offset_deg: float = 0.0
     sonic: spectral.Sonic = field(default_factory=spectral.Sonic)
     gases: tuple[GasSetup, ...] = ()
+    #: middle of the period [Unix s]: with the position it tells day from night (self-heating)
+    period_mid_unix_s: float | None = None
+    #: day or night if known (e.g. from global radiation); None: from the solar elevation
+    daytime: bool | None = None
+
+    def is_daytime(self) -> bool:
+        """Given, or the sun above the horizon at the middle of the period (day if the time is unknown)."""
+        if self.daytime is not None:
+            return self.daytime
+        if self.period_mid_unix_s is None:
+            return True
+        return selfheating.solar_elevation_deg(self.latitude_deg, self.longitude_deg, self.period_mid_unix_s) > 0.0
 
     def heights(self) -> tuple[float, float]:
         """(d, z0) with EddyPro's fallbacks (0.67 and 0.15 times the canopy height)."""
@@ -81,6 +96,8 @@ class Options:
     footprint: str = "kljun_2004"  # "kljun_2004" | "kljun_2015" | "none"
     boundary_layer_height_m: float = 1000.0  # Kljun et al. (2015) only
     random_uncertainty: bool = True
+    #: LI-7500 surface heating (Burba et al. 2008): "none" (EddyPro default) | "burba_linear"
+    self_heating: str = "none"
 
 
 def _limits(name: str, gas: GasSetup | None) -> tuple[float, float] | None:
@@ -159,7 +176,17 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     u_mean = float(np.hypot(means[0], means[1]))
     gas_inputs = {name: Gas(cov[2, idx[name]], means[idx[name]], g.measure_type, g.open_path)
                   for name, g in gases.items()}
-    base = FluxInputs(w_ts=cov[2, 3], u_w=cov[0, 2], v_w=cov[1, 2], **gas_inputs)
+    surface: dict[str, float] = {}
+    extra_out: dict[str, float] = {}
+    if options.self_heating == "burba_linear":
+        heated = [name for name, g in gases.items() if g.self_heating and g.open_path]
+        if heated:
+            sh = selfheating.surface_heat(air.ta_k, u_mean, setup.is_daytime())
+            surface = dict.fromkeys(heated, sh.total)
+            extra_out = {"H_BOT": sh.bottom, "H_TOP": sh.top, "H_SPAR": sh.spar}
+    elif options.self_heating != "none":
+        raise ValueError(f"self_heating must be 'none' or 'burba_linear', not {options.self_heating!r}")
+    base = FluxInputs(w_ts=cov[2, 3], u_w=cov[0, 2], v_w=cov[1, 2], **gas_inputs, surface_heat_w_m2=surface)
     res = corrected_fluxes(base, air)
     scf: dict[str, float] = {}
     for _ in range(3):  # stability needs the corrected fluxes, the corrections need stability
@@ -167,7 +194,8 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
         if options.spectral == "none" or not np.isfinite(zl):
             break
         scf = _spectral(options, setup, gases, u_mean, zl, zm, air)
-        res = corrected_fluxes(FluxInputs(base.w_ts, base.u_w, base.v_w, **gas_inputs, scf=scf), air)
+        res = corrected_fluxes(FluxInputs(base.w_ts, base.u_w, base.v_w, **gas_inputs, scf=scf,
+                                          surface_heat_w_m2=surface), air)
     mo_length = _obukhov(res, air)
     zl = zm / mo_length
 
@@ -182,6 +210,8 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     out.update({f"{n.upper()}_SPIKES": float(s) for n, s in zip(names, np.atleast_1d(spikes), strict=True)})
     out.update(_quality(fl, cov, idx, names, res, air, zl, setup, options))
     out.update(vm_out)
+    if surface:
+        out.update(extra_out)
     if "FH2O" in out:  # evapotranspiration [mm h-1] = E [kg m-2 s-1] x 3600 s h-1 / (1 kg m-2 mm-1)
         out["ET"] = out["FH2O"] * 1e-3 * MV_KG_MOL * 3600.0
     if options.footprint == "kljun_2015":
