@@ -71,8 +71,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     emu.add_argument("--baud", type=int, help="baud rate the emulated instruments run at (default: factory rate)")
     emu.add_argument("--seed", type=int, default=None, help="random seed of the turbulence model")
     emu.add_argument("--replay", metavar="FILE", help="replay a TOA5 raw file instead of synthetic turbulence")
-    emu.add_argument("--map", action="append", default=[], metavar="MAP",
-                     help="modbus: register map to serve (repeatable; default vaisala_hmp); faults: "
+    emu.add_argument("--map", action="append", default=[], metavar="MAP[@ID]",
+                     help="modbus: register map to serve, at device id ID (default: the map's); repeatable, one "
+                          "sensor each (default vaisala_hmp); faults: "
                           "silence, exception, busy, bad_checksum, noise, word_order, timeout")
     emu.set_defaults(func=emulate)
 

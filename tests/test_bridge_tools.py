@@ -174,3 +174,29 @@ def test_probe_asks_for_modbus_sensors_over_rtu():
     assert by_map["soil_probe_layout_a"].reply == "data" and by_map["soil_probe_layout_a"].device_id == 1
     assert "vaisala_hmp" not in by_map
     assert "answered at 9600 baud 8N1 (data)" in by_map["soil_probe_layout_a"].describe()
+
+
+def test_modbus_emulator_serves_two_sensors_at_their_own_addresses():
+    """Two maps with the same default address: a one-line error naming both and the fix; with
+    NAME@ID each answers at its own address on the one bus."""
+    clash = run("bridge", "emulate", "modbus", "--map", "vaisala_hmp", "--map", "vaisala_barometer", "--tcp", "0")
+    assert clash.returncode == 2 and "Traceback" not in clash.stderr
+    assert "both answer at device id 240" in clash.stderr and "@1" in clash.stderr
+    emu = subprocess.Popen([*FLUXEDGE, "bridge", "emulate", "modbus", "--map", "vaisala_hmp@7", "--map",
+                            "vaisala_barometer@9", "--tcp", "0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first, second = emu.stdout.readline().split(), emu.stdout.readline().split()
+        assert (first[2], first[3], second[2], second[3]) == ("map=vaisala_hmp", "device_id=7",
+                                                              "map=vaisala_barometer", "device_id=9")
+        polls = {}
+        for name, device_id in (("vaisala_hmp", "7"), ("vaisala_barometer", "9")):
+            sniff = run("bridge", "sniff", "--instrument", "modbus", "--map", name, "--device-id", device_id,
+                        "--port", first[1], "--duration", "1", "--every", "0.25", "--timeout", "0.5")
+            assert sniff.returncode == 0, sniff.stderr
+            polls[name] = [json.loads(x) for x in sniff.stdout.splitlines()]
+    finally:
+        emu.terminate()
+        emu.wait(5)
+    assert any(not p["errors"] and 0 < p["rh"] < 100 for p in polls["vaisala_hmp"])
+    assert any(not p["errors"] for p in polls["vaisala_barometer"])

@@ -65,14 +65,31 @@ def _load(name: str):
         raise ModbusToolError(f"--map {name!r}: no such map; shipped: {', '.join(shipped_maps())}") from None
 
 
+def _map_spec(text: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME@ID`` (the device id the emulated sensor answers at)."""
+    name, sep, device_id = text.rpartition("@")
+    if not sep:
+        return text, None
+    if not device_id.isdigit() or not 1 <= int(device_id) <= 247:
+        raise ModbusToolError(f"--map {text!r}: the device id after '@' must be 1..247")
+    return name, int(device_id)
+
+
 def emulate(map_names: list[str], tcp_port: int | None, fault_specs: list[str], stop: threading.Event,
             out=sys.stdout) -> int:
-    """Serve the maps (one device each, at its default address) until ``stop`` is set."""
+    """Serve the maps (one device each, at its default address or at ``NAME@ID``) until ``stop`` is set."""
     from firmware_bridge.ptypair import NullModem
 
-    maps = [_load(name) for name in map_names or ["vaisala_hmp"]]
+    specs = [_map_spec(text) for text in map_names or ["vaisala_hmp"]]
+    maps = [_load(name) for name, _ in specs]
     faults = [parse_fault(spec) for spec in fault_specs]
-    devices = [EmulatedDevice(m) for m in maps]
+    devices = [EmulatedDevice(m, device_id=device_id) for m, (_, device_id) in zip(maps, specs, strict=True)]
+    seen: dict[int, str] = {}
+    for m, d in zip(maps, devices, strict=True):
+        if d.device_id in seen:
+            raise ModbusToolError(f"--map {m.name} and --map {seen[d.device_id]} both answer at device id "
+                                  f"{d.device_id}; give each its own: --map {seen[d.device_id]}@1 --map {m.name}@2")
+        seen[d.device_id] = m.name
     modem = None
     if tcp_port is not None:
         emulator = ModbusEmulator(devices, transport="tcp", port=tcp_port)
