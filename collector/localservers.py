@@ -86,8 +86,12 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def start_mosquitto(workdir: str | Path, port: int | None = None) -> LocalServer:
-    """mosquitto with persistence (so QoS 1 sessions survive a restart) and no queue limit."""
+def start_mosquitto(workdir: str | Path, port: int | None = None, extra_config: str = "") -> LocalServer:
+    """mosquitto with persistence (so QoS 1 sessions survive a restart) and no queue limit.
+
+    ``extra_config`` is appended to the generated file: listener options apply to the one listener
+    on ``port`` (e.g. ``cafile``/``certfile``/``keyfile`` for TLS), and a later
+    ``allow_anonymous false`` + ``password_file`` overrides the default anonymous access."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -103,7 +107,8 @@ def start_mosquitto(workdir: str | Path, port: int | None = None) -> LocalServer
         "max_queued_messages 0\n"
         "log_dest stderr\n"
         "log_type error\n"
-        "log_type warning\n")
+        "log_type warning\n"
+        + extra_config)
     return _launch("mosquitto", [find_binary("mosquitto"), "-c", str(conf)], workdir, port,
                    lambda: _port_open(port))
 

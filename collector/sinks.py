@@ -1,35 +1,46 @@
 """InfluxDB writers: v1 ``/write`` over HTTP and v2 ``/api/v2/write`` through influxdb-client.
 
 Both write synchronously (a write returns only once the server accepted it) so the caller can
-acknowledge the MQTT messages afterwards. Errors are :class:`SinkError` with ``retryable`` set
-for what may pass by itself (5xx, 429, timeouts, refused connections).
+acknowledge the MQTT messages afterwards. Lines carry millisecond timestamps (precision "ms").
+Errors are :class:`SinkError`: ``bad_data`` when the server refused (some of) the points
+themselves (400 incl. InfluxDB 1.x "partial write", 413 too large, 422 unprocessable), which
+retrying the same batch cannot fix; anything else (5xx, 429, 401/403/404 configuration problems,
+timeouts, refused connections) may pass by itself or by an operator's fix, so it is retried.
 """
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from collector.config import InfluxConfig
 
+BAD_DATA_STATUS = frozenset({400, 413, 422})
+
 
 class SinkError(Exception):
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        #: HTTP status, None when the server could not be reached
+        self.status = status
 
+    @property
+    def bad_data(self) -> bool:
+        return self.status in BAD_DATA_STATUS
 
-def _retryable_status(status: int) -> bool:
-    return status >= 500 or status == 429
+    @property
+    def retryable(self) -> bool:
+        return not self.bad_data
 
 
 class InfluxV1Sink:
-    """POST /write?db=&rp=&precision=s (InfluxDB 1.x, and 2.x/3.x v1 compatibility)."""
+    """POST /write?db=&rp=&precision=ms (InfluxDB 1.x, and 2.x/3.x v1 compatibility)."""
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
-        params = {"db": config.database, "precision": "s"}
+        params = {"db": config.database, "precision": "ms"}
         if config.retention_policy:
             params["rp"] = config.retention_policy
         if config.username is not None:
@@ -44,11 +55,11 @@ class InfluxV1Sink:
             with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode(errors="replace").strip()
-            raise SinkError(f"InfluxDB /write answered {exc.code}: {detail}", _retryable_status(exc.code)) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            detail = exc.read()[:300].decode(errors="replace").strip().replace("\n", " ")
+            raise SinkError(f"InfluxDB /write answered {exc.code}: {detail}", exc.code) from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise SinkError(f"InfluxDB unreachable at {self.config.url}: {reason}", True) from None
+            raise SinkError(f"InfluxDB unreachable at {self.config.url}: {reason}") from None
 
     def close(self) -> None:
         pass
@@ -73,13 +84,12 @@ class InfluxV2Sink:
 
         try:
             self._write_api.write(bucket=self.config.bucket, org=self.config.org, record=lines,
-                                  write_precision=WritePrecision.S)
+                                  write_precision=WritePrecision.MS)
         except ApiException as exc:
             detail = (exc.body or exc.reason or "")[:300] if isinstance(exc.body or "", str) else exc.reason
-            raise SinkError(f"InfluxDB /api/v2/write answered {exc.status}: {detail}",
-                            _retryable_status(exc.status or 500)) from None
+            raise SinkError(f"InfluxDB /api/v2/write answered {exc.status}: {detail}", exc.status or 500) from None
         except (HTTPError, OSError) as exc:
-            raise SinkError(f"InfluxDB unreachable at {self.config.url}: {exc}", True) from None
+            raise SinkError(f"InfluxDB unreachable at {self.config.url}: {exc}") from None
 
     def close(self) -> None:
         self._client.close()

@@ -23,8 +23,11 @@ COLUMNS: dict[str, str] = {
     "CO2": "umolCO2 mol-1", "H2O": "mmolH2O mol-1", "PA": "kPa", "FC_SSITC_TEST": "nondimensional",
     "H_SSITC_TEST": "nondimensional", "LE_SSITC_TEST": "nondimensional", "TAU_SSITC_TEST": "nondimensional",
     "FETCH_MAX": "m", "FETCH_70": "m", "FETCH_90": "m", "CO2_LAG": "s", "H2O_LAG": "s",
+    "CH4": "nmolCH4 mol-1", "FCH4_SSITC_TEST": "nondimensional", "CH4_LAG": "s", "FCH4_RANDUNC": "nmolCH4 m-2 s-1",
 }
-INTEGER_COLUMNS = {"FC_SSITC_TEST", "H_SSITC_TEST", "LE_SSITC_TEST", "TAU_SSITC_TEST"}
+#: Written only where a methane analyser measured (``flux process`` leaves them out otherwise).
+CH4_COLUMNS = frozenset({"FCH4", "CH4", "FCH4_SSITC_TEST", "CH4_LAG", "FCH4_RANDUNC"})
+INTEGER_COLUMNS = {"FC_SSITC_TEST", "H_SSITC_TEST", "LE_SSITC_TEST", "TAU_SSITC_TEST", "FCH4_SSITC_TEST"}
 
 
 def timestamp(unix_s: float) -> str:
@@ -33,15 +36,18 @@ def timestamp(unix_s: float) -> str:
     return time.strftime("%Y%m%d%H%M", time.gmtime(unix_s))
 
 
-def _cell(name: str, value: float | int | None) -> str:
+def _cell(name: str, value: float | int | None, digits: int | None = 6) -> str:
+    """One value: ``digits`` significant digits, or with ``None`` Python's ``repr`` (the shortest text
+    that reads back as the same float64, so a CSV can be compared exactly)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return str(MISSING)
     if name in INTEGER_COLUMNS:
         return str(int(value))
-    return f"{value:.6g}"
+    return repr(float(value)) if digits is None else f"{value:.{digits}g}"
 
 
-def write(out: IO[str], rows: Iterable[tuple[float, float, dict[str, float]]], columns: list[str] | None = None) -> int:
+def write(out: IO[str], rows: Iterable[tuple[float, float, dict[str, float]]], columns: list[str] | None = None,
+          digits: int | None = 6) -> int:
     """Write ``(start_unix, end_unix, results)`` rows; returns the number written. Columns with
     no value in any row (e.g. FCH4 without a methane analyser) are left out only when the caller
     passes ``columns``."""
@@ -50,6 +56,6 @@ def write(out: IO[str], rows: Iterable[tuple[float, float, dict[str, float]]], c
     writer.writerow(["TIMESTAMP_START", "TIMESTAMP_END", *names])
     n = 0
     for start, end, results in rows:
-        writer.writerow([timestamp(start), timestamp(end), *(_cell(c, results.get(c)) for c in names)])
+        writer.writerow([timestamp(start), timestamp(end), *(_cell(c, results.get(c), digits) for c in names)])
         n += 1
     return n

@@ -9,11 +9,11 @@ import os
 import signal
 import sys
 
-# One BLAS thread per process, set before NumPy loads: the engine's matrices are small (6 x 36,000),
-# where BLAS threads only contend, and parallel work goes through processes (flux process --jobs)
-# so that a station node keeps its other core for acquisition.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from station.runtime import configure_numeric_process
+
+# Before NumPy loads: one BLAS thread per process (parallel work goes through processes, so that a
+# station node keeps its other core for acquisition) and malloc tuned for large temporaries.
+configure_numeric_process()
 
 from station import __version__  # noqa: E402
 
@@ -68,6 +68,12 @@ def _station_check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _station_status(args: argparse.Namespace) -> int:
+    from station import status
+
+    return status.main(args.config)
+
+
 def _flux_process(args: argparse.Namespace) -> int:
     from station import reprocess
 
@@ -79,7 +85,21 @@ def _flux_process(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fluxedge: error: {exc}", file=sys.stderr)
         return 2
-    return reprocess.run(args.raw, args.output, args.metadata, args.period, args.jobs, options=options)
+    return reprocess.run(args.raw, args.output, args.metadata, args.period, args.jobs, options=options,
+                         digits=args.digits)
+
+
+def _digits(value: str) -> int | None:
+    """``--digits``: significant digits 1..17, or ``full`` (Python's repr: the exact float64)."""
+    if value == "full":
+        return None
+    try:
+        digits = int(value)
+    except ValueError:
+        digits = 0
+    if not 1 <= digits <= 17:
+        raise argparse.ArgumentTypeError(f"must be 1..17 or 'full', got {value!r}")
+    return digits
 
 
 def _flux_planarfit(args: argparse.Namespace) -> int:
@@ -129,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("-c", "--config", required=True, help="station TOML file")
     chk.add_argument("--seconds", type=float, default=3.0, help="how long to listen to each instrument")
     chk.set_defaults(func=_station_check)
+    st = ssub.add_parser("status", help="live rates, last values, flags, spool, last flux and link state",
+                         description="Show the running daemon's status file (rewritten every few seconds): "
+                                     "per-instrument rates, last values and diagnostic flags, spool depth, the "
+                                     "last flux, the MQTT link and active alarms. Exits 1 if the daemon is not "
+                                     "running (no file, or one older than 3 x its interval).")
+    st.add_argument("-c", "--config", default="/etc/fluxedge/station.toml",
+                    help="station TOML file (default /etc/fluxedge/station.toml)")
+    st.set_defaults(func=_station_status)
 
     coll = sub.add_parser("collector", help="MQTT to InfluxDB", description="The server-side collector.")
     csub = coll.add_subparsers(dest="collector_command", required=True, metavar="COMMAND")
@@ -164,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--qc", choices=["mauder_foken_2004", "foken_2003", "goeckede_2006"], default="mauder_foken_2004",
                      help="flag system of the *_SSITC_TEST columns")
     opt.add_argument("--footprint", choices=["kljun_2004", "kljun_2015", "none"], default="kljun_2004")
+    opt.add_argument("--self-heating", choices=["none", "burba_linear"], default="none",
+                     help="LI-7500 surface heating in the density corrections (Burba et al. 2008; default none)")
+    opt.add_argument("--no-statistical-tests", dest="statistical_tests", action="store_false",
+                     help="despiking and absolute limits only, no Vickers & Mahrt (1997) tests (as the station's "
+                          "processing.statistical_tests = false)")
+    opt.add_argument("--no-random-uncertainty", dest="random_uncertainty", action="store_false",
+                     help="skip the Finkelstein & Sims (2001) random errors (*_RANDUNC; the station's "
+                          "processing.random_uncertainty = false)")
+    proc.add_argument("--digits", type=_digits, default=6, metavar="N|full",
+                      help="significant digits of the CSV values (default 6; 'full': exact, Python's repr)")
     proc.set_defaults(func=_flux_process)
     pf = fsub.add_parser("planarfit", help="fit planar-fit tilt coefficients from many periods",
                          description="Fit the sector-wise planar fit of Wilczak et al. (2001) from the mean winds "

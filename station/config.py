@@ -9,6 +9,7 @@ from pathlib import Path
 from firmware_bridge.families import FAMILIES, family, streaming_families
 from firmware_bridge.link import parse_address
 from station.configschema import ConfigError, between, build, check, non_negative, positive, read_toml
+from station.monitorconfig import AlarmRuleConfig, DiagnosticsConfig, ModbusDeviceConfig, StatusConfig
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -106,11 +107,42 @@ class InstrumentConfig:
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
 
 
+def _readable_file(value: str) -> str | None:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return f"file {value} does not exist"
+    try:
+        path.open("rb").close()
+    except OSError as exc:
+        return f"cannot read {value}: {exc.strerror}"
+    return None
+
+
 @dataclass(frozen=True)
 class TlsConfig:
-    ca_file: str
-    cert_file: str | None = None
-    key_file: str | None = None
+    """TLS to the broker: the CA that signed the broker's certificate, and optionally this
+    client's own certificate and key (PEM files) for brokers that require client certificates."""
+
+    ca_file: str = field(metadata=check(_readable_file))
+    cert_file: str | None = field(default=None, metadata=check(_readable_file))
+    key_file: str | None = field(default=None, metadata=check(_readable_file))
+
+    def validate(self) -> list[tuple[str, str]]:
+        if (self.cert_file is None) != (self.key_file is None):
+            return [("cert_file" if self.cert_file is None else "key_file",
+                     "cert_file and key_file go together (client certificate and its key)")]
+        import ssl
+
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            return [("ca_file", f"not a PEM CA certificate: {exc}")]
+        if self.cert_file is not None:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            except (ssl.SSLError, OSError) as exc:
+                return [("cert_file", f"certificate and key do not load together: {exc}")]
+        return []
 
 
 @dataclass(frozen=True)
@@ -123,7 +155,14 @@ class MqttConfig:
     #: mosquitto >= 2.0.12 rejects a keepalive of 0
     keepalive_s: int = field(default=60, metadata=check(between(5, 65535)))
     topic_prefix: str = "fluxedge"
+    #: reconnect backoff doubles from 1 s up to this cap
+    reconnect_max_s: int = field(default=30, metadata=check(between(1, 3600)))
     tls: TlsConfig | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.password is not None and self.username is None:
+            return [("password", "a password needs a username")]
+        return []
 
 
 @dataclass(frozen=True)
@@ -155,6 +194,27 @@ class ProcessingConfig:
                           metadata=check(_one_of("mauder_foken_2004", "foken_2003", "goeckede_2006")))
     footprint: str = field(default="kljun_2004", metadata=check(_one_of("kljun_2004", "kljun_2015", "none")))
     random_uncertainty: bool = True
+    #: LI-7500 surface heating in the density corrections (Burba et al. 2008)
+    self_heating: str = field(default="none", metadata=check(_one_of("none", "burba_linear")))
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """The raw archive: one LI-COR ``.ghg`` file per averaging period in ``<directory>/raw/YYYY/MM/``.
+    After each write the oldest files are deleted while the file system holding them is fuller than
+    ``max_disk_used_pct`` [%] or has less than ``min_free_mb`` [MiB] free (the newest file is kept)."""
+
+    enabled: bool = True
+    #: default: an ``archive`` directory next to the spool file
+    directory: str | None = None
+    max_disk_used_pct: float = field(default=90.0, metadata=check(between(1, 100)))
+    min_free_mb: float = field(default=0.0, metadata=check(non_negative))
+
+    def root(self, spool_path: str) -> Path:
+        """The archive directory (``directory``, or ``archive`` beside the spool)."""
+        if self.directory is not None:
+            return Path(self.directory).expanduser()
+        return Path(spool_path).expanduser().parent / "archive"
 
 
 @dataclass(frozen=True)
@@ -165,11 +225,23 @@ class StationConfig:
     spool: SpoolConfig
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    #: diagnostics interval; alarm rule overrides; slow Modbus met sensors; the status file (station.monitorconfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    alarm: list[AlarmRuleConfig] = field(default_factory=list)
+    modbus: list[ModbusDeviceConfig] = field(default_factory=list)
+    status: StatusConfig = field(default_factory=StatusConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
 
     def validate(self) -> list[tuple[str, str]]:
         names = [i.name for i in self.instruments]
         if len(set(names)) != len(names):
             return [("instruments", "instrument names must be unique")]
+        sources = [i.name.lower() for i in self.instruments] + ["station"]
+        for k, dev in enumerate(self.modbus):
+            if dev.name in sources:
+                return [(f"modbus[{k}].name", f"{dev.name!r} is already an instrument, another Modbus sensor or "
+                                              f"'station' (names identify diagnostics)")]
+            sources.append(dev.name)
         sonics = [i for i in self.instruments if i.role == "sonic"]
         if len(sonics) != 1:
             return [("instruments", f"needs exactly one sonic anemometer, found {len(sonics)}")]
@@ -196,4 +268,8 @@ def load(path: str | Path) -> tuple[StationConfig, str]:
     spool_dir = Path(config.spool.path).expanduser().parent
     if not spool_dir.is_dir():
         raise ConfigError(path, "spool.path", f"directory {spool_dir} does not exist")
+    if config.archive.enabled and config.archive.directory is not None:
+        root = config.archive.root(config.spool.path)
+        if not root.is_dir() and not root.parent.is_dir():
+            raise ConfigError(path, "archive.directory", f"neither {root} nor its parent directory exists")
     return config, digest

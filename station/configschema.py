@@ -111,6 +111,8 @@ def _convert(tp: Any, value: Any, file: str | Path, key: str) -> Any:
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: X's own error, which names the key inside a table
+            return _convert(options[0], value, file, key)
         errors = []
         for option in options:
             try:

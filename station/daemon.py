@@ -1,4 +1,9 @@
-"""``fluxedge station run``: acquisition threads, period closing on the clock, spool, publisher."""
+"""``fluxedge station run``: acquisition threads, period closing on the clock, spool, publisher.
+
+Each closed period is aligned here (cheap NumPy) and handed to the flux worker process
+(:mod:`station.fluxworker`), which archives it (:mod:`station.archive`) and computes its fluxes;
+the outcome comes back to this process, which spools it.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +18,29 @@ from station import __version__, messages
 from station.acquisition import InstrumentReader, SampleBlock
 from station.align import place_on_grid, regular_grid
 from station.config import StationConfig
-from station.flux import PeriodSite, process_period
 from station.flux.pipeline import Options
+from station.fluxjob import run_job
+from station.fluxworker import FluxWorker
 from station.logs import event
+from station.met import MetService, fill_pressure
+from station.monitor import Monitor
+from station.periodblock import GAS_CHANNELS as GASES
+from station.periodblock import ArchiveSettings, JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
 from station.publisher import Publisher
-from station.spool import Spool
+from station.sdnotify import Notifier, watchdog_interval_s
+from station.spool import Spool, SpoolFullError
 
 log = logging.getLogger("station")
 #: Wait this long after a period boundary for the boundary's last bytes to arrive.
 CLOSE_GRACE_S = 0.3
+#: the wire contract's flux values (station.messages), in its order
+CONTRACT_FIELDS = tuple(messages.FLUX_FIELDS)
 SONIC_CHANNELS = ("u", "v", "w", "t_sonic")
-GAS_CHANNELS = ("co2", "h2o", "pressure")
+#: screened analyser channels (the gases an analyser gives, and its pressure)
+GAS_CHANNELS = (*GASES, "pressure")
+#: instrument channels archived as they came (not screened): block name <- instrument channel
+SONIC_AUX = {"diag_sonic": "diag"}
+GAS_AUX = {"diag_gas": "diag", "t_air": "temperature", "signal_strength": "signal_strength"}
 
 
 def screened(block: SampleBlock, fam, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -46,16 +63,35 @@ class Station:
         offline = messages.status_payload(sid, "offline", __version__, config_hash, time.time())
         self.publisher = Publisher(self.spool, config.mqtt, config.mqtt.client_id or f"fluxedge-station-{sid}",
                                    status_topic, online, offline)
+        # slow Modbus met sensors, and diagnostics / alarms / status file (taps the readers' drivers)
+        self.met = MetService(config.modbus) if config.modbus else None
+        self.monitor = Monitor(config, self.readers, self.spool, self.publisher, self.met)
         sonic = config.sonic
         proc = config.processing
         options = Options(despiking=proc.despiking, vm97_tests=proc.statistical_tests, rotation=proc.rotation,
                           detrending=proc.detrending, detrend_time_constant_s=proc.detrend_time_constant_s,
                           lag=proc.time_lag, spectral=proc.spectral_corrections, qc_system=proc.qc_flags,
-                          footprint=proc.footprint, random_uncertainty=proc.random_uncertainty)
-        self.site = PeriodSite(config.site.measurement_height_m, config.site.displacement_m,
-                               config.site.altitude_m, sonic.north_offset_deg, rate_hz=self.rate_hz,
-                               latitude_deg=config.site.latitude_deg, canopy_height_m=config.site.canopy_height_m,
-                               options=options)
+                          footprint=proc.footprint, random_uncertainty=proc.random_uncertainty,
+                          self_heating=proc.self_heating)
+        site = config.site
+        analysers = [(g.name, g.driver, (g.northward_separation_m, g.eastward_separation_m, g.vertical_separation_m))
+                     for g in config.gas_analysers]
+        first = analysers[0] if analysers else (None, None, (0.0, 0.0, 0.0))
+        tower = TowerInfo(site.id, site.latitude_deg, site.longitude_deg, site.altitude_m, site.canopy_height_m,
+                          site.displacement_height_m, site.measurement_height_m, sonic.name, sonic.driver,
+                          sonic.north_offset_deg, *first, more_analysers=tuple(analysers[1:]),
+                          software=f"fluxedge {__version__}")
+        arc = config.archive
+        archive = ArchiveSettings(str(arc.root(config.spool.path)), arc.max_disk_used_pct, arc.min_free_mb) \
+            if arc.enabled else None
+        self.job = JobConfig(tower, options, archive, config.acquisition.max_missing_pct)
+        measured: dict[str, str] = {}
+        for info in tower.analysers:  # the engine takes one analyser per gas: the first that gives it
+            for gas in GASES:
+                if gas in self.readers[info.name].family.CHANNELS and measured.setdefault(gas, info.name) != info.name:
+                    event(log, "gas_measured_twice", logging.WARNING, gas=gas, used=measured[gas],
+                          archived_only=info.name)
+        self.worker: FluxWorker | None = None  # started by run(); close_period() works without it
         self._halt = threading.Event()
         self.periods_closed = 0
 
@@ -66,50 +102,105 @@ class Station:
         for reader in self.readers.values():
             reader.start()
         self.publisher.start()
+        if self.met is not None:
+            self.met.start()
+        self.monitor.start()
         event(log, "station_started", station=self.config.site.id, period_s=self.period_s,
               instruments=",".join(self.readers), spooled=self.spool.depth())
+        notifier = Notifier()  # systemd Type=notify; a no-op outside systemd
+        notifier.ready(f"acquiring from {len(self.readers)} instruments")
+        self.worker = FluxWorker(self.job, self._on_outcome, job_timeout_s=max(self.period_s, 60))
+        self.worker.start()
         try:
             while not self._halt.is_set():
                 now = time.time()
                 boundary = (math.floor(now / self.period_s) + 1) * self.period_s
-                if self._halt.wait(boundary + CLOSE_GRACE_S - now):
+                if self._wait_watched(boundary + CLOSE_GRACE_S, notifier):
                     break
-                self.close_period(boundary - self.period_s, boundary)
+                self.worker.submit(self.take_block(boundary - self.period_s, boundary))
         finally:
+            notifier.stopping()
+            self.worker.stop(timeout_s=30.0)  # results of periods already closed are still spooled
             for reader in self.readers.values():
                 reader.stop()
+            if self.met is not None:
+                self.met.stop()
+            self.monitor.stop()
             self.publisher.stop()
             event(log, "station_stopped", station=self.config.site.id, spooled=self.spool.depth())
             self.spool.close()
 
-    def close_period(self, start: float, end: float) -> messages.FluxRecord | None:
-        """Align the period's samples, compute fluxes and spool the result."""
+    def healthy(self) -> bool:
+        """The threads the main loop relies on are alive (systemd's watchdog is fed only then)."""
+        return self.publisher.is_alive() and all(r.is_alive() for r in self.readers.values()) \
+            and (self.worker is None or self.worker.alive())
+
+    def _wait_watched(self, until: float, notifier: Notifier) -> bool:
+        """Sleep until Unix time ``until`` feeding the watchdog while healthy; True if stopped."""
+        every_s = watchdog_interval_s() if notifier.enabled else None
+        while True:
+            if every_s is not None and self.healthy():
+                notifier.watchdog()
+            remaining = until - time.time()
+            if remaining <= 0:
+                return False
+            if self._halt.wait(remaining if every_s is None else min(remaining, every_s)):
+                return True
+
+    def take_block(self, start: float, end: float) -> PeriodBlock:
+        """Take the period's samples from the readers and align them on the sonic's grid."""
         sonic_cfg = self.config.sonic
         sonic_reader = self.readers[sonic_cfg.name]
         sonic = sonic_reader.buffer.take_period(start, end)
         grid = regular_grid(sonic.t, start, end, self.rate_hz)
         tolerance = 0.5 / self.rate_hz
         samples = place_on_grid(grid, sonic.t, screened(sonic, sonic_reader.family, SONIC_CHANNELS), tolerance)
-        for gas_cfg in self.config.gas_analysers[:1]:
-            reader = self.readers[gas_cfg.name]
+        samples.update(place_on_grid(grid, sonic.t, {k: sonic.columns[c] for k, c in SONIC_AUX.items()
+                                                     if c in sonic.columns}, tolerance))
+        for info in self.job.tower.analysers:  # every analyser: screened by its family, on the sonic's grid
+            reader = self.readers[info.name]
             gas = reader.buffer.take_period(start, end)
-            samples.update(place_on_grid(grid, gas.t, screened(gas, reader.family, GAS_CHANNELS), tolerance))
-        for other in self.config.gas_analysers[1:]:
-            self.readers[other.name].buffer.take_before(end)  # not used by the engine yet
-        expected = len(grid)
-        present = int(np.sum(np.isfinite(samples.get("w", np.zeros(0))) & np.isfinite(samples.get("t_sonic",
-                                                                                                   np.zeros(0)))))
-        missing_pct = 100.0 * (expected - present) / expected if expected else 100.0
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
-        if missing_pct > self.config.acquisition.max_missing_pct:
-            event(log, "period_skipped", period_start=when, samples=present, expected=expected,
-                  missing_pct=round(missing_pct, 1), limit_pct=self.config.acquisition.max_missing_pct)
+            placed = place_on_grid(grid, gas.t, screened(gas, reader.family, GAS_CHANNELS), tolerance)
+            placed.update(place_on_grid(grid, gas.t, {k: gas.columns[c] for k, c in GAS_AUX.items()
+                                                      if c in gas.columns}, tolerance))
+            samples.update({info.key(k): v for k, v in placed.items()})
+        fill_pressure(samples, self.met, len(grid))  # met pressure when the analyser has none
+        n = len(grid)
+        present = int(np.sum(np.isfinite(samples.get("w", np.zeros(n))) & np.isfinite(samples.get("t_sonic",
+                                                                                                   np.zeros(n)))))
+        columns = {k: np.asarray(v, dtype=np.float64) for k, v in samples.items()}
+        return PeriodBlock(int(start), int(end), float(self.rate_hz), grid, columns, n, present)
+
+    def close_period(self, start: float, end: float) -> messages.FluxRecord | None:
+        """Close one period synchronously in this process (tests; the run loop uses the worker)."""
+        return self._on_outcome(run_job(self.take_block(start, end), self.job))
+
+    def _on_outcome(self, outcome: PeriodOutcome) -> messages.FluxRecord | None:
+        """Spool a period's result (called by the worker's dispatcher thread, or by close_period)."""
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(outcome.start_s))
+        if outcome.status == "skipped":
+            missing = 100.0 * (outcome.expected - outcome.present) / outcome.expected if outcome.expected else 100.0
+            event(log, "period_skipped", period_start=when, samples=outcome.present, expected=outcome.expected,
+                  missing_pct=round(missing, 1), limit_pct=self.config.acquisition.max_missing_pct,
+                  archive=outcome.archive_path)
             return None
-        results = process_period(samples, self.site, expected)
-        record = messages.FluxRecord(self.config.site.id, int(end // self.period_s), int(start), int(end), results)
-        self.spool.put("flux", self.flux_topic, record.encode())
+        if outcome.status != "ok" or outcome.results is None:
+            event(log, "period_failed", logging.ERROR, period_start=when, error=outcome.error,
+                  archive=outcome.archive_path)
+            return None
+        results = {k: float(outcome.results.get(k, math.nan)) for k in CONTRACT_FIELDS}
+        record = messages.FluxRecord(self.config.site.id, int(outcome.end_s // self.period_s), int(outcome.start_s),
+                                     int(outcome.end_s), results)
+        try:
+            self.spool.put("flux", self.flux_topic, record.encode())
+        except SpoolFullError as exc:  # disk full, nothing of lower priority left to drop: keep acquiring
+            event(log, "spool_full", logging.ERROR, period_start=when, error=str(exc), archive=outcome.archive_path)
+            return None
         self.publisher.wake()
+        self.monitor.note_flux(record)
         self.periods_closed += 1
-        event(log, "period_closed", period_start=when, samples=present, H=results["H"], LE=results["LE"],
-              FC=results["FC"], USTAR=results["USTAR"], spooled=self.spool.depth())
+        event(log, "period_closed", period_start=when, samples=outcome.present, H=results["H"], LE=results["LE"],
+              FC=results["FC"], USTAR=results["USTAR"], compute_s=round(outcome.compute_s, 2),
+              worker=outcome.worker_pid, spooled=self.spool.depth(),
+              archive=outcome.archive_path.rsplit("/", 1)[-1] if outcome.archive_path else None)
         return record

@@ -1,14 +1,22 @@
 """Publishes the spool to MQTT, oldest first, QoS 1; a row is deleted only after its PUBACK.
 
-paho keeps unacknowledged QoS 1 messages in memory and re-sends them after a reconnect; the
-spool covers what memory cannot (process restarts, power loss): anything not yet acknowledged is
-sent again, so delivery is at least once and the collector's keyed writes make repeats harmless.
+paho keeps unacknowledged QoS 1 messages in memory and re-sends them (same message id, in order)
+after a reconnect; the spool covers what memory cannot (process restarts, power loss): anything
+not yet acknowledged is sent again, so delivery is at least once and the collector's keyed writes
+make repeats harmless.
+
+The retained status topic says ``online`` (with version and config hash) after each connect; the
+last will, registered with the broker at connect, says ``offline`` if the station vanishes (kill,
+power cut, link loss: after 1.5 x keepalive), and a clean stop publishes ``offline`` itself.
+
+Connection problems are logged once per distinct reason (``mqtt_connect_failed`` for network and
+TLS errors, ``mqtt_refused`` for a broker's refusal such as a bad password) and again when the
+link comes back (``mqtt_connected attempts=N``); paho retries with capped exponential backoff.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 
@@ -20,6 +28,18 @@ from station.mqttclient import make_client
 from station.spool import Spool
 
 log = logging.getLogger("station.publisher")
+#: After a reconnect paho first re-sends what was in flight; new rows wait this long so they
+#: cannot overtake those re-sends on the wire.
+RESEND_SETTLE_S = 0.2
+#: A message the broker refused (MQTT v5 PUBACK with an error reason, e.g. "Not authorized" by an
+#: ACL) stays in the spool and is offered again after this long; the rest keep flowing meanwhile.
+REJECTED_RETRY_S = 60.0
+#: MQTT v5 PUBACK reason 0x10 "No matching subscribers": the broker took the message but nobody
+#: was subscribed (mosquitto 2.0 right after a restart, before the collectors of a shared
+#: subscription are back), so it reached no one. The row stays, and the whole stream pauses this
+#: long and resumes oldest first, so that nothing is lost and the order holds.
+NO_SUBSCRIBERS = 0x10
+NO_SUBSCRIBER_PAUSE_S = 5.0
 
 
 class Publisher(threading.Thread):
@@ -33,15 +53,28 @@ class Publisher(threading.Thread):
         self.offline_payload = offline_payload
         self.max_inflight = max_inflight
         self.published = 0
+        self.connects = 0
+        self.failed_attempts = 0
+        self.last_error: str | None = None
         self._inflight: dict[int, int] = {}  # MQTT message id -> spool row id
         self._lock = threading.Lock()
-        self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acked: set[int] = set()  # spool rows acknowledged, not yet deleted (never re-sent)
+        self._held: dict[int, float] = {}  # spool rows the broker refused -> monotonic retry time
+        self._paused_until = 0.0  # monotonic time before which nothing new is sent (no subscribers)
+        self.unrouted = 0
+        self.rejected = 0
+        self._last_reject: str | None = None
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._connected = threading.Event()
+        self._connected_at = 0.0
         self.client = make_client(config, client_id)
+        #: paho's lock around its outgoing messages (an RLock, held while it calls on_publish)
+        self._paho_lock = getattr(self.client, "_out_message_mutex", None) or threading.RLock()
+        self.client.max_inflight_messages_set(max_inflight)
         self.client.will_set(status_topic, offline_payload, qos=1, retain=True)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
 
@@ -49,28 +82,71 @@ class Publisher(threading.Thread):
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def link_state(self) -> str:
+        """``connected``, ``connecting`` or ``down: REASON`` (for status and diagnostics)."""
+        if self._connected.is_set():
+            return "connected"
+        return f"down: {self.last_error}" if self.last_error else "connecting"
+
     def wake(self) -> None:
         self._wake.set()
 
+    def _failed(self, name: str, reason: str) -> None:
+        self.failed_attempts += 1
+        level = logging.WARNING if reason != self.last_error else logging.DEBUG
+        self.last_error = reason
+        event(log, name, level, broker=f"{self.config.host}:{self.config.port}", reason=reason,
+              attempts=self.failed_attempts)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            event(log, "mqtt_refused", logging.WARNING, reason=str(reason_code))
+        if reason_code.is_failure:  # e.g. "Bad user name or password", "Not authorized"
+            self._failed("mqtt_refused", str(reason_code))
             return
         client.publish(self.status_topic, self.online_payload, qos=1, retain=True)
+        self._connected_at = time.monotonic()
         self._connected.set()
-        event(log, "mqtt_connected", broker=f"{self.config.host}:{self.config.port}")
+        self.connects += 1
+        event(log, "mqtt_connected", broker=f"{self.config.host}:{self.config.port}",
+              attempts=self.failed_attempts + 1, tls=self.config.tls is not None)
+        self.failed_attempts = 0
+        self.last_error = None
         self._wake.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._failed("mqtt_connect_failed", getattr(client, "last_connect_error", None) or "connection failed")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set() and not self._halt.is_set():
-            event(log, "mqtt_disconnected", logging.WARNING, reason=str(reason_code))
+            event(log, "mqtt_disconnected", logging.WARNING, reason=str(reason_code),
+                  inflight=self.inflight())
         self._connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        refused = reason_code is not None and reason_code.is_failure
+        unrouted = reason_code is not None and not refused and reason_code.value == NO_SUBSCRIBERS
         with self._lock:
             row = self._inflight.pop(mid, None)
+            if row is not None and refused:
+                self._held[row] = time.monotonic() + REJECTED_RETRY_S  # kept: never deleted unacknowledged
+            elif row is not None and unrouted:
+                now = time.monotonic()
+                new_pause = now >= self._paused_until
+                self._paused_until = now + NO_SUBSCRIBER_PAUSE_S
+                self._held[row] = self._paused_until
+                self.unrouted += 1
+            elif row is not None:
+                self._acked.add(row)
+        if row is not None and unrouted and new_pause:  # once per pause, not per message
+            event(log, "mqtt_no_subscribers", logging.WARNING, row=row, retry_s=NO_SUBSCRIBER_PAUSE_S,
+                  unrouted=self.unrouted)
+        if row is not None and refused:
+            self.rejected += 1
+            reason = str(reason_code)
+            event(log, "mqtt_publish_refused", logging.WARNING if reason != self._last_reject else logging.DEBUG,
+                  reason=reason, row=row, retry_s=REJECTED_RETRY_S, refused=self.rejected)
+            self._last_reject = reason
         if row is not None:
-            self._acked.put(row)
             self._wake.set()
 
     def run(self) -> None:
@@ -81,31 +157,43 @@ class Publisher(threading.Thread):
             self._wake.clear()
             self._delete_acked()
             if self._connected.is_set():
+                settle = self._connected_at + RESEND_SETTLE_S - time.monotonic()
+                if settle > 0:
+                    self._halt.wait(settle)
                 self._send_more()
         self._delete_acked()
 
     def _delete_acked(self) -> None:
-        ids = []
-        while True:
-            try:
-                ids.append(self._acked.get_nowait())
-            except queue.Empty:
-                break
+        with self._lock:
+            ids = list(self._acked)
         self.spool.delete(ids)
+        with self._lock:
+            self._acked.difference_update(ids)
         self.published += len(ids)
 
     def _send_more(self) -> None:
         with self._lock:
             room = self.max_inflight - len(self._inflight)
-            busy = set(self._inflight.values())
+            now = time.monotonic()
+            if now < self._paused_until:
+                return
+            for row in [r for r, at in self._held.items() if at <= now]:
+                del self._held[row]
+            busy = set(self._inflight.values()) | self._acked | set(self._held)
         if room <= 0:
             return
         for msg in self.spool.oldest(room, exclude=busy):
-            with self._lock:  # register before on_publish can run for this mid
+            # register the mid before on_publish can run for it. paho calls on_publish holding its
+            # out-message lock, and publish() takes that lock: take it first here too, so both paths
+            # lock in the same order (paho's, then ours) and cannot deadlock.
+            with self._paho_lock, self._lock:
                 info = self.client.publish(msg.topic, msg.payload, qos=1)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                     break
+                # NO_CONN: paho queued it and sends it after the reconnect; its PUBACK deletes the row
                 self._inflight[info.mid] = msg.id
+                if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                    break
 
     def inflight(self) -> int:
         with self._lock:
@@ -119,7 +207,10 @@ class Publisher(threading.Thread):
             time.sleep(0.1)
         if self._connected.is_set():
             info = self.client.publish(self.status_topic, self.offline_payload, qos=1, retain=True)
-            info.wait_for_publish(2)
+            try:
+                info.wait_for_publish(2)
+            except (RuntimeError, ValueError):
+                pass  # the link dropped meanwhile: the broker publishes the will instead
         self._halt.set()
         self._wake.set()
         self.join(5)

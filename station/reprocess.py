@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from station import ameriflux
-from station.flux import spectral
+from station.flux import spectral, timelag
 from station.flux.pipeline import GasSetup, Options, Setup, process
 from station.rawdata import RawDataError, RawPeriod, read_raw
 from station.rawdata.metadata import Instrument, Metadata
@@ -91,10 +91,18 @@ def setup_for(raw: RawPeriod, period_s: float, period_mid_unix_s: float | None =
         col = next((c for c in md.columns if c.variable.startswith(gas) and c.nom_timelag_s is not None
                     and (c.measure_type or "") == raw.gas_types.get(gas)), None)
         col = col or next((c for c in md.columns if c.variable.startswith(gas)), None)
-        instrument = next((i for i in md.instruments if col is not None and i.id and i.id == col.instrument), None)
+        # the column names its analyser by EddyPro model (``li7700_1``), some files by id; else the first irga
+        instrument = md.instrument(col.instrument) if col is not None else None
+        instrument = instrument if instrument is not None and instrument.kind == "irga" else None
+        instrument = instrument or next((i for i in md.instruments if col is not None and i.id and
+                                         i.id == col.instrument), None)
         instrument = instrument or next((i for i in md.instruments if i.kind == "irga"), None)
         lags = (col.nom_timelag_s, col.min_timelag_s, col.max_timelag_s) if col is not None else (0.0, 0.0, 0.0)
         analyser = _analyser(instrument)
+        if not analyser.closed_path and lags[1] == 0.0 and lags[2] == 0.0:
+            # EddyPro's open-path window when the metadata sets none: +-(2 s m-1 x separation + 0.3 s)
+            reach = 2.0 * analyser.horizontal_separation_m + timelag.SAFETY_S
+            lags = (lags[0], -reach, reach) if analyser.horizontal_separation_m > 0.0 else lags
         li7500 = instrument is not None and instrument.model_base.startswith("li7500") and not analyser.closed_path
         gases.append(GasSetup(gas, raw.gas_types.get(gas, "molar_density"), analyser, lags, self_heating=li7500))
     site = md.site
@@ -166,7 +174,9 @@ def options_from_args(args) -> Options:
     return Options(despiking=args.despiking, rotation=args.rotation, planar_fit=fit, detrending=args.detrending,
                    detrend_time_constant_s=args.time_constant, lag=args.lag, spectral=args.spectral,
                    qc_system=args.qc, footprint=args.footprint,
-                   self_heating=getattr(args, "self_heating", "none"))
+                   self_heating=getattr(args, "self_heating", "none"),
+                   vm97_tests=getattr(args, "statistical_tests", True),
+                   random_uncertainty=getattr(args, "random_uncertainty", True))
 
 
 def _job(args: tuple[str, str | None, float | None, Options | None]) -> FileOutcome:
@@ -177,8 +187,9 @@ def _job(args: tuple[str, str | None, float | None, Options | None]) -> FileOutc
 
 
 def run(paths: list[str], out_path: str, metadata: str | None = None, period_min: float | None = None,
-        jobs: int = 1, progress=sys.stderr, options: Options | None = None) -> int:
-    """Process ``paths`` into one AmeriFlux CSV; returns 0, or 1 if any file failed."""
+        jobs: int = 1, progress=sys.stderr, options: Options | None = None, digits: int | None = 6) -> int:
+    """Process ``paths`` into one AmeriFlux CSV (``digits`` significant digits, None: exact ``repr``);
+    returns 0, or 1 if any file failed."""
     started = time.monotonic()
     outcomes: list[FileOutcome] = []
     work = [(p, metadata, period_min, options) for p in paths]
@@ -201,9 +212,9 @@ def run(paths: list[str], out_path: str, metadata: str | None = None, period_min
         print(f"fluxedge: error: {o.error}", file=sys.stderr)
     rows = sorted(((r.start_unix + o.utc_offset_s, r.end_unix + o.utc_offset_s, r.results)
                    for o in outcomes for r in o.rows), key=lambda r: r[0])
-    columns = [c for c in ameriflux.COLUMNS if c != "FCH4" or any("FCH4" in r[2] for r in rows)]
+    columns = [c for c in ameriflux.COLUMNS if c not in ameriflux.CH4_COLUMNS or any(c in r[2] for r in rows)]
     with open(out_path, "w", newline="") as fh:
-        n = ameriflux.write(fh, rows, columns)
+        n = ameriflux.write(fh, rows, columns, digits=digits)
     if progress is not None:
         print(f"{n} periods from {len(paths) - len(failed)} of {len(paths)} files in "
               f"{time.monotonic() - started:.1f} s -> {out_path}", file=progress)

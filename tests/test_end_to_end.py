@@ -1,7 +1,12 @@
-"""A whole tower end to end: emulated instruments on real ptys -> station -> real mosquitto ->
-collectors (InfluxDB v1 /write, and v2 /api/v2/write through the translating shim) -> real influxd."""
+"""A whole tower end to end: emulated instruments on real ptys (CSAT3, LI-7500) and TCP (LI-7700) ->
+station -> real mosquitto -> collectors (InfluxDB v1 /write, and v2 /api/v2/write through the translating
+shim) -> real influxd. Every published period is also exactly what `fluxedge flux process` computes
+from the raw archive file the station wrote."""
 
+import calendar
+import csv
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -15,8 +20,11 @@ from collector.config import InfluxConfig
 from collector.query import create_database, influxql
 from collector.v2shim import V2WriteShim
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe, true_fluxes
-from station.flux import PeriodSite, process_period
+from station.archive import archive_path
 from station.flux.pipeline import Options
+from station.fluxjob import compute
+from station.periodblock import PeriodBlock, TowerInfo
+from station.reprocess import process_file
 from station.spool import Spool
 
 PERIOD_S = 15
@@ -24,6 +32,12 @@ RATE_HZ = 60
 PERIODS = 3
 CLI = [sys.executable, "-m", "station.cli"]
 CHECKED = ("W_TS_COV", "FC", "FH2O", "H")
+#: the station's [processing] below, as engine options and as `flux process` flags
+OPTIONS = Options(despiking="none", vm97_tests=False, spectral="none")
+FLAGS = ("--despiking", "none", "--no-statistical-tests", "--spectral", "none", "--digits", "full")
+#: the tower of the station config below, as the archive describes it
+TOWER = TowerInfo("e2e-tower", 1.35, 103.8, 0.0, 3.0, 5.0, 20.0, "sonic", "csat3", 0.0, "irga", "li7500",
+                  more_analysers=(("ch4irga", "li7700", (0.0, 0.0, 0.0)),))
 
 
 def start(*args, **kw):
@@ -40,16 +54,25 @@ def stop(proc):
             proc.wait()
 
 
-def sampling_spread(n_samples, site, blocks=300):
+def sampling_spread(n_samples, blocks=300):
     """Standard deviation of each checked result over periods of ``n_samples`` drawn from the
-    emulator's model: the sampling error the e2e values must fall within."""
+    emulator's model and computed as the station computes them (:func:`station.fluxjob.compute`):
+    the sampling error the e2e values must fall within."""
     spec = TurbulenceSpec()
     model = TurbulenceModel(spec, seed=99)
-    results = [process_period(observe(model.draw(n_samples), spec.pressure_kpa), site) for _ in range(blocks)]
-    return {name: float(np.std([r[name] for r in results])) for name in CHECKED}
+    t = np.arange(n_samples) / RATE_HZ
+    results = []
+    for k in range(blocks):
+        obs = observe(model.draw(n_samples), spec.pressure_kpa)
+        cols = {c: np.asarray(obs[c], dtype=float) for c in ("u", "v", "w", "t_sonic", "co2", "h2o", "pressure")}
+        cols["ch4irga:ch4"] = np.asarray(obs["ch4"], dtype=float)
+        start = 1_795_000_200 + k * PERIOD_S
+        block = PeriodBlock(start, start + PERIOD_S, float(RATE_HZ), start + t, cols, n_samples, n_samples)
+        results.append(compute(block, TOWER, OPTIONS))
+    return {name: float(np.std([r[name] for r in results])) for name in (*CHECKED, "FCH4")}
 
 
-def write_configs(tmp_path, mosquitto_port, sonic, irga, v1_url, v2_url):
+def write_configs(tmp_path, mosquitto_port, sonic, irga, ch4, v1_url, v2_url):
     (tmp_path / "station.toml").write_text(f"""
 [site]
 id = "e2e-tower"
@@ -73,6 +96,10 @@ port = "{sonic}"
 name = "irga"
 driver = "li7500"
 port = "{irga}"
+[[instruments]]
+name = "ch4irga"
+driver = "li7700"
+port = "{ch4}"
 [mqtt]
 port = {mosquitto_port}
 [spool]
@@ -102,11 +129,12 @@ def test_tower_end_to_end(tmp_path, mosquitto, influxd):
 
     procs = []
     try:
-        emulator = start("bridge", "emulate", "csat3", "li7500", "--rate", str(RATE_HZ), "--seed", "11",
+        emulator = start("bridge", "emulate", "csat3", "li7500", "li7700", "--rate", str(RATE_HZ), "--seed", "11",
                          stdout=subprocess.PIPE)
         procs.append(emulator)
-        devices = dict(emulator.stdout.readline().decode().split() for _ in range(2))
-        write_configs(tmp_path, mosquitto.port, devices["csat3"], devices["li7500"], v1.url, shim.url)
+        devices = dict(emulator.stdout.readline().decode().split() for _ in range(3))
+        write_configs(tmp_path, mosquitto.port, devices["csat3"], devices["li7500"], devices["li7700"], v1.url,
+                      shim.url)
         for name in ("collector-v1", "collector-v2"):
             procs.append(start("collector", "run", "-c", str(tmp_path / f"{name}.toml")))
         station = start("station", "run", "-c", str(tmp_path / "station.toml"))
@@ -138,14 +166,36 @@ def test_tower_end_to_end(tmp_path, mosquitto, influxd):
                 for name, value in rec["values"].items():
                     assert row.get(name) == value, (db, name)  # null (not computed) is not written
 
+        # Each published period is what `fluxedge flux process` gets from the station's archive file:
+        # every value, bit for bit, in the engine and in the CLI's full-precision CSV.
+        files = []
+        records.sort(key=lambda r: r["period_start"])
+        for rec in records:
+            start_s = calendar.timegm(time.strptime(rec["period_start"], "%Y-%m-%dT%H:%M:%SZ"))
+            path = archive_path(tmp_path / "archive", start_s, "e2e-tower")
+            (row,) = process_file(str(path), options=OPTIONS).rows
+            for name, value in rec["values"].items():
+                got = row.results.get(name, math.nan)
+                assert (value is None and math.isnan(got)) or value == got, (name, value, got)
+            files.append(path)
+        out = tmp_path / "reprocessed.csv"
+        cli = subprocess.run([*CLI, "flux", "process", *map(str, files), "-o", str(out), *FLAGS],
+                             capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 0, cli.stderr
+        with open(out, newline="") as fh:
+            csv_rows = list(csv.DictReader(fh))  # in period order, as the records now are
+        assert len(csv_rows) == len(records)
+        for csv_row, rec in zip(csv_rows, records, strict=True):
+            assert csv_row["TIMESTAMP_START"] == "".join(ch for ch in rec["period_start"] if ch.isdigit())[:12]
+            for name in ("FC", "FH2O", "LE", "H", "USTAR", "FCH4", "CH4", "FCH4_SSITC_TEST"):
+                assert float(csv_row[name]) == rec["values"][name], (rec["period_start"], name)
+
         # The imposed covariances come back within sampling error.
-        site = PeriodSite(20.0, 5.0, rate_hz=RATE_HZ, latitude_deg=1.35, canopy_height_m=3.0,
-                          options=Options(despiking="none", vm97_tests=False, spectral="none"))
         n = int(np.median([r["values"]["N_SAMPLES"] for r in records]))
         assert n >= 0.9 * PERIOD_S * RATE_HZ
-        spread = sampling_spread(n, site)
+        spread = sampling_spread(n)
         truth = true_fluxes(TurbulenceSpec())
-        expected = {"W_TS_COV": truth["W_TS"], "FC": truth["FC"], "FH2O": truth["FH2O"]}
+        expected = {"W_TS_COV": truth["W_TS"], "FC": truth["FC"], "FH2O": truth["FH2O"], "FCH4": truth["FCH4"]}
         for name, target in expected.items():
             got = np.array([r["values"][name] for r in records])
             assert np.all(np.abs(got - target) < 4.5 * spread[name]), (name, got, target, spread[name])

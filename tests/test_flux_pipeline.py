@@ -108,3 +108,15 @@ def test_triple_rotation_planar_fit_and_kljun_2015_options():
     assert pf["FETCH_90"] > pf["FETCH_MAX"] > 0
     with pytest.raises(ValueError, match="planarfit"):
         process(columns, SETUP, Options(rotation="planar_fit"))
+
+
+def test_methane_is_reported_in_nmol_like_its_uncertainty():
+    """The same density series named ch4 and co2: FCH4 [nmol m-2 s-1] is 1000 x FC [umol m-2 s-1], and
+    so is its random uncertainty (AmeriFlux units for both)."""
+    columns, _truth = synthetic_period(6)
+    columns["ch4"] = columns["co2"].copy()
+    setup = Setup(rate_hz=RATE_HZ, period_s=N / RATE_HZ, measurement_height_m=4.0, canopy_height_m=0.5,
+                  latitude_deg=5.0, gases=(*SETUP.gases, GasSetup("ch4", lag_s=(0.0, -0.5, 0.5))))
+    r = process(columns, setup, Options(despiking="none", spectral="none"))
+    assert r["FCH4"] == pytest.approx(1e3 * r["FC"], rel=1e-9)
+    assert r["FCH4_RANDUNC"] == pytest.approx(1e3 * r["FC_RANDUNC"], rel=1e-9) and r["FC_RANDUNC"] > 0

@@ -74,4 +74,4 @@ def test_invalid_messages_are_rejected_with_a_reason(topic, payload, reason):
 
 def test_line_protocol_escapes_and_keeps_full_precision():
     rec = messages.FluxRecord("a b,c", 3, 100, 1900, {"FC": 0.1 + 0.2, "LE": None})
-    assert flux_line(rec) == r"flux,station=a\ b\,c FC=0.30000000000000004,seq=3i,period_s=1800i 1900"
+    assert flux_line(rec) == r"flux,station=a\ b\,c FC=0.30000000000000004,seq=3i,period_s=1800i 1900000"

@@ -1,10 +1,12 @@
-"""The station's view of the engine: one averaging period of aligned samples in, the wire
-contract's results out.
+"""Arrays in, the wire contract's results out: the engine on one period of aligned samples, without
+the station's archive and metadata round trip.
 
-The station aligns its instruments onto the sonic's grid and hands over ``u``, ``v``, ``w``
-[m s-1], ``t_sonic`` [degC], open-path ``co2``, ``h2o`` [mmol m-3] and ``pressure`` [kPa]; this
-adapter runs the full chain of :mod:`station.flux.pipeline` (the same code as ``fluxedge flux
-process``) and keeps the results the MQTT contract defines (:data:`station.messages.FLUX_FIELDS`).
+The station itself no longer comes through here: its flux worker (:mod:`station.fluxjob`) archives
+each period and computes it through the ``.ghg`` metadata, :func:`station.reprocess.setup_for` and
+:func:`station.flux.pipeline.process`, exactly as ``fluxedge flux process`` does. This adapter stays
+for engine-level checks on synthetic arrays (tests/test_flux_engine.py): ``u``, ``v``, ``w``
+[m s-1], ``t_sonic`` [degC], open-path ``co2``, ``h2o``, ``ch4`` [mmol m-3] and ``pressure`` [kPa]
+in, every :data:`station.messages.FLUX_FIELDS` value out (NaN where not computed).
 """
 
 from __future__ import annotations
@@ -14,15 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from station.flux.pipeline import GasSetup, Options, Setup, process
+from station.messages import FLUX_FIELDS
 
-#: Results the wire contract carries (a subset of the pipeline's; see station.messages).
-CONTRACT_FIELDS = (
-    "FC", "FH2O", "LE", "ET", "H", "TAU", "USTAR", "MO_LENGTH", "ZL", "WS", "WD", "U_SIGMA", "V_SIGMA", "W_SIGMA",
-    "T_SONIC", "TA", "CO2", "H2O", "PA", "RHO_AIR", "W_TS_COV", "W_CO2_COV", "W_H2O_COV", "U_W_COV", "V_W_COV",
-    "N_SAMPLES", "MISSING_PCT", "FC_SSITC_TEST", "H_SSITC_TEST", "LE_SSITC_TEST", "TAU_SSITC_TEST", "FETCH_MAX",
-    "FETCH_70", "FETCH_90", "CO2_LAG", "H2O_LAG", "FC_RANDUNC", "H_RANDUNC", "LE_RANDUNC", "TAU_RANDUNC",
-    "VM97_HARD_FLAGS",
-)
+#: Results the wire contract carries (a subset of the pipeline's; defined in station.messages).
+CONTRACT_FIELDS = tuple(FLUX_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,7 @@ def process_period(samples: dict[str, np.ndarray], site: PeriodSite, expected_sa
     columns = {"u": samples["u"], "v": samples["v"], "w": samples["w"],
                "ts": np.asarray(samples["t_sonic"], dtype=float) + 273.15}
     gases = []
-    for gas in ("co2", "h2o"):
+    for gas in ("co2", "h2o", "ch4"):
         if gas in samples and np.isfinite(samples[gas]).any():
             columns[gas] = samples[gas]
             gases.append(GasSetup(gas, lag_s=site.lag_s))

@@ -367,4 +367,6 @@ def _random_errors(fl, idx, gases, res, setup: Setup, zm: float, u_mean: float) 
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.nanmean(w * x, axis=1)
         scaled = np.abs(err * np.array([f0 for _, _, f0 in pairs]) / c)
-    return {f"{key}_RANDUNC": float(v) for (key, _, _), v in zip(pairs, scaled, strict=True)}
+    # like FCH4 itself, its uncertainty in nmol m-2 s-1 (AmeriFlux); the level-0 fluxes here are in umol
+    unit = {"FCH4": 1e3}
+    return {f"{key}_RANDUNC": float(v) * unit.get(key, 1.0) for (key, _, _), v in zip(pairs, scaled, strict=True)}

@@ -1,0 +1,229 @@
+"""Slow meteorological sensors on Modbus: each device polled on its own interval, 1-minute means.
+
+One :class:`MetDevice` per ``[[modbus]]`` table wraps the project's
+:class:`~firmware_bridge.modbus.poller.ModbusPoller` (TCP or RTU), renames the mapped points to
+AmeriFlux met names and converts them to the contract's units (``PA`` kPa, ``TA`` degC, ...).
+:class:`MinuteMeans` averages every valid value into clock-aligned minutes; a minute closes
+``grace_s`` after its end and becomes one :class:`~station.messages.MetRecord` stamped with the
+minute's end. :meth:`MetService.latest` offers the newest values (pressure, air temperature) to
+the flux engine. Polls run in one thread per device, so a sensor that times out delays only itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from firmware_bridge.link import parse_address
+from firmware_bridge.modbus.poller import ModbusPoller, PollResult
+from station.diagnostics import InstrumentInterval
+from station.logs import event
+from station.messages import MetRecord
+from station.monitorconfig import ModbusDeviceConfig
+
+log = logging.getLogger("station.met")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A met value [its AmeriFlux unit] and when it was measured [Unix s]."""
+
+    value: float
+    time: float
+
+
+class MinuteMeans:
+    """Thread-safe averaging of met values into clock-aligned periods of ``period_s`` (60 s)."""
+
+    def __init__(self, period_s: float = 60.0, grace_s: float = 5.0) -> None:
+        self.period_s = period_s
+        self.grace_s = grace_s
+        self._lock = threading.Lock()
+        self._sums: dict[int, dict[str, list[float]]] = {}  # period index -> name -> [sum, count]
+        self._closed_upto = -1  # index of the last period handed out
+        self.late = 0  # values that arrived after their period had closed (dropped)
+        self._latest: dict[str, Reading] = {}
+
+    def add(self, time_s: float, values: dict[str, float]) -> None:
+        """Values measured at ``time_s``; NaN / None are ignored."""
+        k = math.floor(time_s / self.period_s)
+        with self._lock:
+            for name, v in values.items():
+                if v is None or not math.isfinite(v):
+                    continue
+                latest = self._latest.get(name)
+                if latest is None or time_s >= latest.time:
+                    self._latest[name] = Reading(float(v), time_s)
+                if k <= self._closed_upto:
+                    self.late += 1
+                    continue
+                acc = self._sums.setdefault(k, {}).setdefault(name, [0.0, 0])
+                acc[0] += v
+                acc[1] += 1
+
+    def close(self, now_s: float) -> list[MetRecord]:
+        """Records of every period that ended at least ``grace_s`` before ``now_s``, oldest first."""
+        last = math.floor((now_s - self.grace_s) / self.period_s) - 1
+        out = []
+        with self._lock:
+            for k in sorted(self._sums):
+                if k > last:
+                    break
+                sums = self._sums.pop(k)
+                out.append(MetRecord((k + 1) * self.period_s, {n: s / c for n, (s, c) in sorted(sums.items())}))
+            self._closed_upto = max(self._closed_upto, last)
+        return out
+
+    def latest(self, name: str, max_age_s: float | None = None, now_s: float | None = None) -> Reading | None:
+        with self._lock:
+            reading = self._latest.get(name)
+        if reading is None:
+            return None
+        if max_age_s is not None and (now_s if now_s is not None else time.time()) - reading.time > max_age_s:
+            return None
+        return reading
+
+
+class MetDevice:
+    """One configured Modbus sensor: polls, maps its points to met names and feeds ``sink``."""
+
+    def __init__(self, config: ModbusDeviceConfig, sink: MinuteMeans) -> None:
+        self.config = config
+        self.sink = sink
+        addr = parse_address(config.port)
+        common = {"device_id": config.device_id, "timeout_s": config.timeout_s, "retries": config.retries}
+        if addr.kind == "tcp":
+            self.poller = ModbusPoller(config.map, "tcp", host=addr.host, port=addr.port, **common)
+        else:
+            self.poller = ModbusPoller(config.map, "rtu", port=addr.path, baudrate=config.baud, parity=config.parity,
+                                       stopbits=config.stopbits, **common)
+        self.mapping = [(p.point, p.name, *config.factor(p)) for p in config.points]
+        self.polls = 0
+        self.polls_ok = 0
+        self.answered = False
+        self._before = (0, 0, 0)
+        self._interval_start = time.monotonic()
+        self._last_error = ""
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def convert(self, result: PollResult) -> dict[str, float]:
+        """The poll's mapped points as {met name: value in its AmeriFlux unit} (NaN where failed)."""
+        return {name: result.values.get(point, math.nan) * scale + offset
+                for point, name, scale, offset in self.mapping}
+
+    def poll_once(self, time_s: float | None = None) -> dict[str, float]:
+        """Poll the device once; ``time_s`` overrides the poll's own wall-clock time stamp."""
+        result = self.poller.poll()
+        values = self.convert(result)
+        self.polls += 1
+        mapped_ok = all(math.isfinite(v) for v in values.values())
+        self.polls_ok += mapped_ok
+        was = self.answered
+        self.answered = any(math.isfinite(v) for v in values.values())
+        if not mapped_ok:
+            error = "; ".join(f"{p}: {r}" for p, r in result.errors[:2])
+            if error != self._last_error or was != self.answered:
+                event(log, "met_poll_failed", logging.WARNING if was or not self.polls_ok else logging.INFO,
+                      device=self.name, error=error)
+            self._last_error = error
+        elif self._last_error:
+            event(log, "met_poll_recovered", device=self.name)
+            self._last_error = ""
+        self.sink.add(result.timestamp if time_s is None else time_s, values)
+        return values
+
+    def take_interval(self, mono_s: float | None = None) -> InstrumentInterval:
+        now = time.monotonic() if mono_s is None else mono_s
+        elapsed, self._interval_start = now - self._interval_start, now
+        polls, ok, crc = self.polls, self.polls_ok, self.poller.stats.crc_errors
+        d_polls, d_ok, d_crc = polls - self._before[0], ok - self._before[1], crc - self._before[2]
+        self._before = (polls, ok, crc)
+        expected = max(round(elapsed / self.config.poll_interval_s), d_polls)
+        values = {"SAMPLES_EXPECTED": expected, "SAMPLES_RECEIVED": d_ok, "SAMPLES_MISSING": max(expected - d_ok, 0),
+                  "CHECKSUM_ERRORS": d_crc, "CONNECTED": 1 if self.answered else 0}
+        metrics = {"MISSING_PCT": 100.0 * values["SAMPLES_MISSING"] / expected if expected else None}
+        return InstrumentInterval(self.name, values, metrics)
+
+    def close(self) -> None:
+        self.poller.close()
+
+
+class MetService:
+    """Every configured Modbus sensor, each polled by its own thread on its own interval."""
+
+    def __init__(self, devices: list[ModbusDeviceConfig], period_s: float = 60.0) -> None:
+        self.means = MinuteMeans(period_s, grace_s=min(5.0, period_s / 2))
+        self.devices = [MetDevice(d, self.means) for d in devices]
+        self._halt = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for dev in self.devices:
+            t = threading.Thread(target=self._run, args=(dev,), name=f"met-{dev.name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _run(self, dev: MetDevice) -> None:
+        interval = dev.config.poll_interval_s
+        next_t = time.monotonic()
+        while not self._halt.is_set():
+            try:
+                dev.poll_once()
+            except Exception as exc:  # a poller bug must not end polling; the poller itself never raises on devices
+                event(log, "met_poll_error", logging.ERROR, device=dev.name, error=f"{type(exc).__name__}: {exc}")
+            next_t += interval
+            now = time.monotonic()
+            if next_t < now:  # a poll overran its interval: skip the missed slots
+                next_t = now + interval - (now - next_t) % interval
+            self._halt.wait(next_t - now)
+        dev.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        for t in self._threads:
+            t.join(10)
+
+    def flush(self, now_s: float) -> list[MetRecord]:
+        """Minute means that are complete at ``now_s``."""
+        return self.means.close(now_s)
+
+    def latest(self, name: str, max_age_s: float | None = None) -> float | None:
+        """The newest value of met ``name`` (``PA`` kPa, ``TA`` degC, ...) no older than ``max_age_s``."""
+        reading = self.means.latest(name, max_age_s)
+        return None if reading is None else reading.value
+
+    def snapshot(self) -> dict[str, dict]:
+        """Latest value and time per met name, for the status file."""
+        out = {}
+        for dev in self.devices:
+            for _, name, _, _ in dev.mapping:
+                reading = self.means.latest(name)
+                if reading is not None:
+                    out[name] = {"value": round(reading.value, 4), "age_s": round(time.time() - reading.time, 1),
+                                 "device": dev.name}
+        return out
+
+
+#: a met pressure older than this is not used for a period [s]
+PRESSURE_MAX_AGE_S = 600.0
+
+
+def fill_pressure(samples: dict, met: MetService | None, n: int) -> bool:
+    """Give the period the met sensor's latest pressure [kPa] when the gas analyser has no pressure
+    channel (or only NaN); True if it did."""
+    import numpy as np
+
+    p = samples.get("pressure")
+    if met is None or (p is not None and np.isfinite(p).any()):
+        return False
+    pa = met.latest("PA", max_age_s=PRESSURE_MAX_AGE_S)
+    if pa is None:
+        return False
+    samples["pressure"] = np.full(n, pa)
+    return True
