@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from collector.localservers import start_mosquitto  # noqa: E402
+from station import towerconfig  # noqa: E402
+from station.towerconfig import Instrument  # noqa: E402
 
 CLI = [sys.executable, "-m", "station.cli"]
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -118,42 +120,15 @@ class TreeSampler(threading.Thread):
 
 def write_config(path: Path, spool: Path, broker_port: int, devices: dict[str, str], modbus: dict[str, str],
                  period_s: int, rate_hz: float) -> None:
-    text = f"""
-[site]
-id = "bench"
-latitude_deg = 1.35
-longitude_deg = 103.8
-canopy_height_m = 3.0
-measurement_height_m = 20.0
-displacement_height_m = 5.0
-[acquisition]
-averaging_period_s = {period_s}
-sample_rate_hz = {rate_hz}
-[[instruments]]
-name = "sonic"
-driver = "csat3"
-port = "{devices['csat3']}"
-[[instruments]]
-name = "irga"
-driver = "li7500"
-port = "{devices['li7500']}"
-northward_separation_m = 0.15
-[[instruments]]
-name = "ch4"
-driver = "li7700"
-port = "{devices['li7700']}"
-eastward_separation_m = 0.3
-[mqtt]
-port = {broker_port}
-[spool]
-path = "{spool}"
-"""
-    for name, map_name, points in MODBUS:
-        if name in modbus:
-            pts = ", ".join(f'{{point = "{p}", name = "{n}"}}' for p, n in points)
-            text += (f'[[modbus]]\nname = "{name}"\nmap = "{map_name}"\nport = "{modbus[name]}"\n'
-                     f"poll_interval_s = 10\npoints = [{pts}]\n")
-    path.write_text(text)
+    sensors = [{"name": name, "map": map_name, "port": modbus[name], "poll_interval_s": 10,
+                "points": [{"point": p, "name": n} for p, n in points]}
+               for name, map_name, points in MODBUS if name in modbus]
+    path.write_text(towerconfig.station_toml(
+        "bench", [Instrument("sonic", "csat3", devices["csat3"]),
+                  Instrument("irga", "li7500", devices["li7500"], {"northward_separation_m": 0.15}),
+                  Instrument("ch4", "li7700", devices["li7700"], {"eastward_separation_m": 0.3})],
+        mqtt_port=broker_port, spool_path=spool, period_s=period_s, rate_hz=rate_hz,
+        site={"displacement_height_m": 5.0}, tables={"modbus": sensors} if sensors else None))
 
 
 def main() -> int:

@@ -20,49 +20,22 @@ from collector.config import InfluxConfig
 from collector.localservers import MissingServerError, find_binary, start_influxd, start_mosquitto
 from collector.query import QueryError, create_database, influxql
 from collector.v2shim import V2WriteShim
+from station import towerconfig
+from station.towerconfig import Instrument
 
 DATABASE = "fluxedge"
 COLUMNS = ("H", "LE", "FC", "USTAR", "TAU", "ZL", "WS", "N_SAMPLES")
 
 
 def station_toml(spool: Path, mqtt_port: int, period_s: int, sonic: str, irga: str) -> str:
-    return f"""[site]
-id = "demo-tower"
-latitude_deg = 1.3521
-longitude_deg = 103.8198
-altitude_m = 15.0
-canopy_height_m = 8.0
-measurement_height_m = 20.0
-
-[acquisition]
-averaging_period_s = {period_s}
-sample_rate_hz = 20
-
-# The emulated turbulence is spectrally white, not the Kaimal cospectra the spectral corrections
-# assume; a real tower keeps the EddyPro defaults.
-[processing]
-spectral_corrections = "none"
-
-[[instruments]]
-name = "sonic"
-driver = "csat3"
-port = "{sonic}"
-baud = 9600
-
-[[instruments]]
-name = "irga"
-driver = "li7500"
-port = "{irga}"
-baud = 115200
-northward_separation_m = 0.15
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-
-[spool]
-path = "{spool}"
-"""
+    # The emulated turbulence is spectrally white, not the Kaimal cospectra the spectral corrections
+    # assume; a real tower keeps the EddyPro defaults.
+    return towerconfig.station_toml(
+        "demo-tower", [Instrument("sonic", "csat3", sonic, {"baud": 9600}),
+                       Instrument("irga", "li7500", irga, {"baud": 115200, "northward_separation_m": 0.15})],
+        mqtt_port=mqtt_port, spool_path=spool, period_s=period_s, rate_hz=20,
+        site={"latitude_deg": 1.3521, "longitude_deg": 103.8198, "altitude_m": 15.0, "canopy_height_m": 8.0},
+        processing={"spectral_corrections": "none"})
 
 
 def collector_toml(mqtt_port: int, influx_url: str, api: int) -> str:

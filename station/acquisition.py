@@ -10,6 +10,7 @@ import numpy as np
 
 from firmware_bridge.driver import Driver
 from station.config import InstrumentConfig
+from station.hostclock import HostClock
 from station.logs import event
 
 log = logging.getLogger("station.acquisition")
@@ -17,7 +18,8 @@ log = logging.getLogger("station.acquisition")
 
 @dataclass
 class SampleBlock:
-    """Samples of one instrument: host receive times [Unix s] and decoded channels."""
+    """Samples of one instrument: host receive times, wall clock [Unix s] from the station's
+    :class:`~station.hostclock.HostClock`, and decoded channels."""
 
     t: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
@@ -66,10 +68,11 @@ class InstrumentReader(threading.Thread):
     """Runs one instrument's :class:`~firmware_bridge.driver.Driver` and time-stamps its frames
     into a :class:`StreamBuffer`."""
 
-    def __init__(self, config: InstrumentConfig, rate_hz: float) -> None:
+    def __init__(self, config: InstrumentConfig, rate_hz: float, clock: HostClock | None = None) -> None:
         super().__init__(name=f"reader-{config.name}", daemon=True)
         self.config = config
         self.rate_hz = rate_hz
+        self.clock = clock or HostClock()
         self.buffer = StreamBuffer()
         self.driver = Driver(config.name, config.driver, config.port, config.baud_rate, rate_hz=rate_hz,
                              on_batch=self._on_batch, on_event=self._on_event)
@@ -97,8 +100,9 @@ class InstrumentReader(threading.Thread):
         event(log, name, level, **fields)
 
     def _on_batch(self, batch, now: float) -> None:
+        # Stamped from the monotonic clock (``now``, the driver's wall time, could have stepped).
         # Frames completed in one read arrived back to back; space earlier ones by the nominal
         # interval so each keeps a distinct time tag.
         dt = 1.0 / self.rate_hz
-        t = now - dt * (batch.n - 1 - np.arange(batch.n))
+        t = self.clock.wall() - dt * (batch.n - 1 - np.arange(batch.n))
         self.buffer.append(SampleBlock(t, batch.columns))

@@ -21,6 +21,7 @@ from station.config import StationConfig
 from station.flux.pipeline import Options
 from station.fluxjob import run_job
 from station.fluxworker import FluxWorker
+from station.hostclock import HostClock
 from station.logs import event
 from station.met import MetService, fill_pressure
 from station.monitor import Monitor
@@ -55,7 +56,8 @@ class Station:
         self.period_s = config.acquisition.averaging_period_s
         self.rate_hz = config.acquisition.sample_rate_hz
         self.spool = Spool(config.spool.path, int(config.spool.max_mb * 2**20))
-        self.readers = {i.name: InstrumentReader(i, self.rate_hz) for i in config.instruments}
+        self.clock = HostClock()  # continuous time stamps; follows wall-clock steps explicitly
+        self.readers = {i.name: InstrumentReader(i, self.rate_hz, self.clock) for i in config.instruments}
         prefix, sid = config.mqtt.topic_prefix, config.site.id
         self.flux_topic = messages.topic(prefix, sid, "flux")
         status_topic = messages.topic(prefix, sid, "status")
@@ -113,7 +115,7 @@ class Station:
         self.worker.start()
         try:
             while not self._halt.is_set():
-                now = time.time()
+                now = self.clock.wall()
                 boundary = (math.floor(now / self.period_s) + 1) * self.period_s
                 if self._wait_watched(boundary + CLOSE_GRACE_S, notifier):
                     break
@@ -137,14 +139,17 @@ class Station:
 
     def _wait_watched(self, until: float, notifier: Notifier) -> bool:
         """Sleep until Unix time ``until`` feeding the watchdog while healthy; True if stopped."""
-        every_s = watchdog_interval_s() if notifier.enabled else None
+        every_s = min(watchdog_interval_s(), 1.0) if notifier.enabled else 1.0
         while True:
-            if every_s is not None and self.healthy():
+            if notifier.enabled and self.healthy():
                 notifier.watchdog()
-            remaining = until - time.time()
+            step = self.clock.check()
+            if step is not None:  # the wall clock was stepped: stamps follow from here on
+                event(log, "clock_step", logging.WARNING, step_s=round(step, 3), steps=self.clock.steps)
+            remaining = until - self.clock.wall()
             if remaining <= 0:
                 return False
-            if self._halt.wait(remaining if every_s is None else min(remaining, every_s)):
+            if self._halt.wait(min(remaining, every_s)):
                 return True
 
     def take_block(self, start: float, end: float) -> PeriodBlock:

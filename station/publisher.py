@@ -36,8 +36,9 @@ RESEND_SETTLE_S = 0.2
 REJECTED_RETRY_S = 60.0
 #: MQTT v5 PUBACK reason 0x10 "No matching subscribers": the broker took the message but nobody
 #: was subscribed (mosquitto 2.0 right after a restart, before the collectors of a shared
-#: subscription are back), so it reached no one. The row stays, and the whole stream pauses this
-#: long and resumes oldest first, so that nothing is lost and the order holds.
+#: subscription are back; or no collector takes that kind), so it reached no one. The row stays,
+#: and that topic pauses this long and then resumes oldest first, so that nothing is lost and its
+#: order holds; the other topics keep flowing.
 NO_SUBSCRIBERS = 0x10
 NO_SUBSCRIBER_PAUSE_S = 5.0
 
@@ -56,11 +57,11 @@ class Publisher(threading.Thread):
         self.connects = 0
         self.failed_attempts = 0
         self.last_error: str | None = None
-        self._inflight: dict[int, int] = {}  # MQTT message id -> spool row id
+        self._inflight: dict[int, tuple[int, str]] = {}  # MQTT message id -> (spool row id, topic)
         self._lock = threading.Lock()
         self._acked: set[int] = set()  # spool rows acknowledged, not yet deleted (never re-sent)
         self._held: dict[int, float] = {}  # spool rows the broker refused -> monotonic retry time
-        self._paused_until = 0.0  # monotonic time before which nothing new is sent (no subscribers)
+        self._paused: dict[str, float] = {}  # topics nobody took -> monotonic time to try them again
         self.unrouted = 0
         self.rejected = 0
         self._last_reject: str | None = None
@@ -126,19 +127,19 @@ class Publisher(threading.Thread):
         refused = reason_code is not None and reason_code.is_failure
         unrouted = reason_code is not None and not refused and reason_code.value == NO_SUBSCRIBERS
         with self._lock:
-            row = self._inflight.pop(mid, None)
+            row, topic = self._inflight.pop(mid, (None, ""))
             if row is not None and refused:
                 self._held[row] = time.monotonic() + REJECTED_RETRY_S  # kept: never deleted unacknowledged
             elif row is not None and unrouted:
                 now = time.monotonic()
-                new_pause = now >= self._paused_until
-                self._paused_until = now + NO_SUBSCRIBER_PAUSE_S
-                self._held[row] = self._paused_until
+                new_pause = now >= self._paused.get(topic, 0.0)
+                self._paused[topic] = now + NO_SUBSCRIBER_PAUSE_S
+                self._held[row] = self._paused[topic]
                 self.unrouted += 1
             elif row is not None:
                 self._acked.add(row)
         if row is not None and unrouted and new_pause:  # once per pause, not per message
-            event(log, "mqtt_no_subscribers", logging.WARNING, row=row, retry_s=NO_SUBSCRIBER_PAUSE_S,
+            event(log, "mqtt_no_subscribers", logging.WARNING, topic=topic, row=row, retry_s=NO_SUBSCRIBER_PAUSE_S,
                   unrouted=self.unrouted)
         if row is not None and refused:
             self.rejected += 1
@@ -175,14 +176,15 @@ class Publisher(threading.Thread):
         with self._lock:
             room = self.max_inflight - len(self._inflight)
             now = time.monotonic()
-            if now < self._paused_until:
-                return
             for row in [r for r, at in self._held.items() if at <= now]:
                 del self._held[row]
-            busy = set(self._inflight.values()) | self._acked | set(self._held)
+            for topic in [t for t, at in self._paused.items() if at <= now]:
+                del self._paused[topic]
+            paused = frozenset(self._paused)
+            busy = {r for r, _ in self._inflight.values()} | self._acked | set(self._held)
         if room <= 0:
             return
-        for msg in self.spool.oldest(room, exclude=busy):
+        for msg in self.spool.oldest(room, exclude=busy, exclude_topics=paused):
             # register the mid before on_publish can run for it. paho calls on_publish holding its
             # out-message lock, and publish() takes that lock: take it first here too, so both paths
             # lock in the same order (paho's, then ours) and cannot deadlock.
@@ -191,7 +193,7 @@ class Publisher(threading.Thread):
                 if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                     break
                 # NO_CONN: paho queued it and sends it after the reconnect; its PUBACK deletes the row
-                self._inflight[info.mid] = msg.id
+                self._inflight[info.mid] = (msg.id, msg.topic)
                 if info.rc == mqtt.MQTT_ERR_NO_CONN:
                     break
 

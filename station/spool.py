@@ -118,10 +118,14 @@ class Spool:
         self._enforce_size()
         return int(cur.lastrowid)
 
-    def oldest(self, limit: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[Message]:
-        """The oldest messages, in the order they were spooled, skipping ids in ``exclude``."""
-        rows = self._db().execute("SELECT id, kind, topic, payload, created FROM outbox ORDER BY id LIMIT ?",
-                                  (limit + len(exclude),)).fetchall()
+    def oldest(self, limit: int, exclude: set[int] | frozenset[int] = frozenset(),
+               exclude_topics: set[str] | frozenset[str] = frozenset()) -> list[Message]:
+        """The oldest messages, in the order they were spooled, skipping ids in ``exclude`` and
+        messages to ``exclude_topics``."""
+        topics = sorted(exclude_topics)
+        where = f"WHERE topic NOT IN ({','.join('?' * len(topics))}) " if topics else ""
+        rows = self._db().execute(f"SELECT id, kind, topic, payload, created FROM outbox {where}ORDER BY id LIMIT ?",
+                                  (*topics, limit + len(exclude))).fetchall()
         return [Message(*r) for r in rows if r[0] not in exclude][:limit]
 
     def delete(self, ids: list[int]) -> None:

@@ -101,3 +101,26 @@ def test_the_documented_example_configs_load(tmp_path):
     collector = tmp_path / "collector.toml"
     collector.write_text(collector_text)
     assert load_collector(collector).influxdb.url.startswith("http")
+
+
+def test_tower_config_renderer_writes_what_the_loader_reads(tmp_path):
+    """station/towerconfig.py (demo, benches, tests): strings, numbers, booleans, arrays of tables and
+    inline tables come back as written."""
+    from station.config import load
+    from station.towerconfig import Instrument, station_toml
+
+    path = tmp_path / "station.toml"
+    path.write_text(station_toml(
+        "render-1", [Instrument("sonic", "csat3", "/dev/ttyUSB0"),
+                     Instrument("irga", "li7500", 'tcp://127.0.0.1:7"', {"northward_separation_m": 0.15})],
+        mqtt_port=18830, spool_path=tmp_path / "spool.sqlite", period_s=600, rate_hz=10.0,
+        processing={"statistical_tests": False}, mqtt={"keepalive_s": 5},
+        tables={"modbus": [{"name": "baro", "map": "vaisala_barometer", "port": "tcp://127.0.0.1:1502",
+                            "points": [{"point": "pressure", "name": "PA"}]}]}))
+    with pytest.raises(Exception, match="port"):  # the quote inside the port survived the escaping
+        load(path)
+    path.write_text(path.read_text().replace('tcp://127.0.0.1:7\\"', "/dev/ttyUSB1"))
+    config, _ = load(path)
+    assert config.site.id == "render-1" and config.acquisition.averaging_period_s == 600
+    assert config.processing.statistical_tests is False and config.mqtt.keepalive_s == 5
+    assert config.instruments[1].northward_separation_m == 0.15 and config.modbus[0].points[0].name == "PA"

@@ -20,12 +20,14 @@ from collector.config import InfluxConfig
 from collector.query import create_database, influxql
 from collector.v2shim import V2WriteShim
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe, true_fluxes
+from station import towerconfig
 from station.archive import archive_path
 from station.flux.pipeline import Options
 from station.fluxjob import compute
 from station.periodblock import PeriodBlock, TowerInfo
 from station.reprocess import process_file
 from station.spool import Spool
+from station.towerconfig import Instrument
 
 PERIOD_S = 15
 RATE_HZ = 60
@@ -73,38 +75,12 @@ def sampling_spread(n_samples, blocks=300):
 
 
 def write_configs(tmp_path, mosquitto_port, sonic, irga, ch4, v1_url, v2_url):
-    (tmp_path / "station.toml").write_text(f"""
-[site]
-id = "e2e-tower"
-latitude_deg = 1.35
-longitude_deg = 103.8
-canopy_height_m = 3.0
-measurement_height_m = 20.0
-displacement_height_m = 5.0
-[acquisition]
-averaging_period_s = {PERIOD_S}
-sample_rate_hz = {RATE_HZ}
-[processing]
-despiking = "none"
-statistical_tests = false
-spectral_corrections = "none"
-[[instruments]]
-name = "sonic"
-driver = "csat3"
-port = "{sonic}"
-[[instruments]]
-name = "irga"
-driver = "li7500"
-port = "{irga}"
-[[instruments]]
-name = "ch4irga"
-driver = "li7700"
-port = "{ch4}"
-[mqtt]
-port = {mosquitto_port}
-[spool]
-path = "{tmp_path / 'spool.sqlite'}"
-""")
+    (tmp_path / "station.toml").write_text(towerconfig.station_toml(
+        "e2e-tower", [Instrument("sonic", "csat3", sonic), Instrument("irga", "li7500", irga),
+                      Instrument("ch4irga", "li7700", ch4)],
+        mqtt_port=mosquitto_port, spool_path=tmp_path / "spool.sqlite", period_s=PERIOD_S, rate_hz=RATE_HZ,
+        site={"displacement_height_m": 5.0},
+        processing={"despiking": "none", "statistical_tests": False, "spectral_corrections": "none"}))
     base = f"[mqtt]\nport = {mosquitto_port}\n"
     (tmp_path / "collector-v1.toml").write_text(
         base + f'[influxdb]\nurl = "{v1_url}"\napi = 1\ndatabase = "e2e_v1"\n'

@@ -23,7 +23,7 @@ from test_archive import START, TOWER, assert_identical, job_for, same, turbulen
 
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe, true_fluxes
 from station import config as station_config
-from station import messages
+from station import messages, towerconfig
 from station.archive import archive_path
 from station.daemon import Station
 from station.flux import spectral
@@ -32,6 +32,7 @@ from station.fluxjob import run_job
 from station.periodblock import PeriodOutcome
 from station.rawdata import read_raw
 from station.reprocess import process_file, setup_for
+from station.towerconfig import Instrument
 
 ROOT = Path(__file__).resolve().parents[1]
 CH4 = "ch4irga"
@@ -143,39 +144,13 @@ def test_cli_digits_option(tmp_path):
 
 def station_toml(tmp_path, devices, mqtt_port, period_s, rate_hz):
     path = tmp_path / "station.toml"
-    path.write_text(f"""
-[site]
-id = "ch4-tower"
-latitude_deg = 1.35
-longitude_deg = 103.8
-canopy_height_m = 3.0
-measurement_height_m = 20.0
-[acquisition]
-averaging_period_s = {period_s}
-sample_rate_hz = {rate_hz}
-[[instruments]]
-name = "sonic"
-driver = "csat3"
-port = "{devices['csat3']}"
-[[instruments]]
-name = "irga"
-driver = "li7500"
-port = "{devices['li7500']}"
-northward_separation_m = 0.1
-[[instruments]]
-name = "{CH4}"
-driver = "li7700"
-port = "{devices['li7700']}"
-northward_separation_m = 0.3
-eastward_separation_m = -0.2
-[mqtt]
-port = {mqtt_port}
-[spool]
-path = "{tmp_path / 'spool.sqlite'}"
-[archive]
-directory = "{tmp_path / 'archive'}"
-max_disk_used_pct = 100
-""")
+    path.write_text(towerconfig.station_toml(
+        "ch4-tower", [Instrument("sonic", "csat3", devices["csat3"]),
+                      Instrument("irga", "li7500", devices["li7500"], {"northward_separation_m": 0.1}),
+                      Instrument(CH4, "li7700", devices["li7700"],
+                                 {"northward_separation_m": 0.3, "eastward_separation_m": -0.2})],
+        mqtt_port=mqtt_port, spool_path=tmp_path / "spool.sqlite", period_s=period_s, rate_hz=rate_hz,
+        tables={"archive": {"directory": tmp_path / "archive", "max_disk_used_pct": 100}}))
     return path
 
 

@@ -21,9 +21,10 @@ from paho.mqtt.properties import Properties
 from collector.config import InfluxConfig
 from collector.localservers import start_mosquitto
 from collector.query import create_database, influxql
-from station import messages
+from station import messages, towerconfig
 from station.sdnotify import Notifier, watchdog_interval_s
 from station.spool import Spool
+from station.towerconfig import Instrument
 
 PERIOD_S = 5
 RATE_HZ = 20
@@ -78,38 +79,12 @@ class Tower:
                               stdout=subprocess.PIPE)
         devices = dict(emulator.stdout.readline().decode().split() for _ in range(2))
         self.station_toml = tmp_path / "station.toml"
-        self.station_toml.write_text(f"""
-[site]
-id = "{name}"
-latitude_deg = 1.35
-longitude_deg = 103.8
-canopy_height_m = 3.0
-measurement_height_m = 20.0
-displacement_height_m = 5.0
-[acquisition]
-averaging_period_s = {PERIOD_S}
-sample_rate_hz = {RATE_HZ}
-[processing]
-despiking = "none"
-statistical_tests = false
-spectral_corrections = "none"
-footprint = "none"
-random_uncertainty = false
-[[instruments]]
-name = "sonic"
-driver = "csat3"
-port = "{devices['csat3']}"
-[[instruments]]
-name = "irga"
-driver = "li7500"
-port = "{devices['li7500']}"
-[mqtt]
-port = {self.broker.port}
-keepalive_s = 5
-reconnect_max_s = 2
-[spool]
-path = "{tmp_path / 'spool.sqlite'}"
-""")
+        self.station_toml.write_text(towerconfig.station_toml(
+            name, [Instrument("sonic", "csat3", devices["csat3"]), Instrument("irga", "li7500", devices["li7500"])],
+            mqtt_port=self.broker.port, spool_path=tmp_path / "spool.sqlite", period_s=PERIOD_S, rate_hz=RATE_HZ,
+            site={"displacement_height_m": 5.0}, mqtt={"keepalive_s": 5, "reconnect_max_s": 2},
+            processing={"despiking": "none", "statistical_tests": False, "spectral_corrections": "none",
+                        "footprint": "none", "random_uncertainty": False}))
         self.collector_toml = tmp_path / "collector.toml"
         self.collector_toml.write_text(
             f"[mqtt]\nport = {self.broker.port}\nreconnect_max_s = 2\n"

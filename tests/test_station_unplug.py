@@ -20,6 +20,8 @@ import paho.mqtt.client as mqtt
 
 from firmware_bridge.emulator import TowerEmulator
 from firmware_bridge.modbus.server import EmulatedDevice, ModbusEmulator
+from station import towerconfig
+from station.towerconfig import Instrument
 
 RATE_HZ = 20
 DIAG_S = 3
@@ -73,45 +75,15 @@ def wait_for(condition, what: str, timeout_s: float, station: subprocess.Popen):
 
 def write_config(tmp_path, mosquitto_port: int, sonic: str, irga: str, baro_port: int) -> str:
     path = tmp_path / "station.toml"
-    path.write_text(f"""
-[site]
-id = "unplug-tower"
-latitude_deg = 1.35
-longitude_deg = 103.8
-measurement_height_m = 20.0
-[acquisition]
-averaging_period_s = 15
-sample_rate_hz = {RATE_HZ}
-[processing]
-despiking = "none"
-statistical_tests = false
-spectral_corrections = "none"
-[[instruments]]
-name = "sonic"
-driver = "csat3"
-port = "{sonic}"
-[[instruments]]
-name = "irga"
-driver = "li7500"
-port = "{irga}"
-[mqtt]
-port = {mosquitto_port}
-[spool]
-path = "{tmp_path / 'spool.sqlite'}"
-[diagnostics]
-interval_s = {DIAG_S}
-[status]
-interval_s = 1
-[[alarm]]
-name = "instrument_silent"
-above = {SILENT_S}
-[[modbus]]
-name = "baro"
-map = "vaisala_barometer"
-port = "tcp://127.0.0.1:{baro_port}"
-poll_interval_s = 1
-points = [{{point = "pressure", name = "PA"}}]
-""")
+    path.write_text(towerconfig.station_toml(
+        "unplug-tower", [Instrument("sonic", "csat3", sonic), Instrument("irga", "li7500", irga)],
+        mqtt_port=mosquitto_port, spool_path=tmp_path / "spool.sqlite", period_s=15, rate_hz=RATE_HZ,
+        site={"canopy_height_m": 0.0},
+        processing={"despiking": "none", "statistical_tests": False, "spectral_corrections": "none"},
+        tables={"diagnostics": {"interval_s": DIAG_S}, "status": {"interval_s": 1},
+                "alarm": [{"name": "instrument_silent", "above": SILENT_S}],
+                "modbus": [{"name": "baro", "map": "vaisala_barometer", "port": f"tcp://127.0.0.1:{baro_port}",
+                            "poll_interval_s": 1, "points": [{"point": "pressure", "name": "PA"}]}]}))
     return str(path)
 
 

@@ -18,10 +18,12 @@ from pathlib import Path
 from test_archive import START, TOWER, job_for, same, turbulence_block
 
 from station import config as station_config
+from station import towerconfig
 from station.archive import archive_path
 from station.daemon import Station
 from station.fluxworker import FluxWorker
 from station.reprocess import process_file
+from station.towerconfig import Instrument
 
 ROOT = Path(__file__).resolve().parents[1]
 PERIOD_S = 5
@@ -100,33 +102,11 @@ def test_station_run_loop_computes_in_worker_and_survives_its_death(tmp_path, mo
     caplog.set_level(logging.INFO)
     emulator, devices = start_emulator()
     toml = tmp_path / "station.toml"
-    toml.write_text(f"""
-[site]
-id = "worker-test"
-latitude_deg = 1.35
-longitude_deg = 103.8
-canopy_height_m = 3.0
-measurement_height_m = 20.0
-[acquisition]
-averaging_period_s = {PERIOD_S}
-sample_rate_hz = {RATE_HZ}
-[[instruments]]
-name = "sonic"
-driver = "csat3"
-port = "{devices['csat3']}"
-[[instruments]]
-name = "irga"
-driver = "li7500"
-port = "{devices['li7500']}"
-northward_separation_m = 0.1
-[mqtt]
-port = {mosquitto.port}
-[spool]
-path = "{tmp_path / 'spool.sqlite'}"
-[archive]
-directory = "{tmp_path / 'archive'}"
-max_disk_used_pct = 100
-""")
+    toml.write_text(towerconfig.station_toml(
+        "worker-test", [Instrument("sonic", "csat3", devices["csat3"]),
+                        Instrument("irga", "li7500", devices["li7500"], {"northward_separation_m": 0.1})],
+        mqtt_port=mosquitto.port, spool_path=tmp_path / "spool.sqlite", period_s=PERIOD_S, rate_hz=RATE_HZ,
+        tables={"archive": {"directory": tmp_path / "archive", "max_disk_used_pct": 100}}))
     cfg, digest = station_config.load(toml)
     station = Station(cfg, digest)
     outcomes, spooled = [], []
