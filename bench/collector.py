@@ -21,6 +21,7 @@ collectors and this process share the machine's cores (2 here, shared with other
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import signal
 import subprocess
@@ -84,8 +85,17 @@ def publisher(port: int, client_id: str) -> mqtt.Client:
     return client
 
 
-def publish_all(client: mqtt.Client, msgs) -> None:
-    infos = [client.publish(m.topic, m.payload, qos=1) for m in msgs]
+def publish_all(client: mqtt.Client, msgs, window: int = 30_000) -> None:
+    """Publish at QoS 1 with at most ``window`` messages awaiting PUBACK: paho's packet ids are 16 bits,
+    so a queue of more than 65,535 would reuse an id still in flight (paho refuses it: ERR_QUEUE_SIZE)."""
+    infos: collections.deque = collections.deque()
+    for m in msgs:
+        if len(infos) >= window:
+            infos.popleft().wait_for_publish(120)
+        info = client.publish(m.topic, m.payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise SystemExit(f"bench publisher: {mqtt.error_string(info.rc)}")
+        infos.append(info)
     for info in infos:
         info.wait_for_publish(120)
 
@@ -106,6 +116,40 @@ def cpu_seconds(pid: int) -> float:
 
 
 SERVERS: dict[str, int] = {}  # name -> pid, for CPU accounting
+CPU_CAP: dict[str, float] = {}  # "cores" -> cap per collector process (--collector-cpu)
+
+
+def cap_cpu(pid: int, cores: float, name: str) -> Path:
+    """Limit process ``pid`` to ``cores`` of CPU time with a cgroup CPU quota (cgroup v2 ``cpu.max``
+    or v1 ``cpu.cfs_quota_us``; needs a writable cgroup tree, e.g. root). Returns the cgroup dir."""
+    period_us = 100_000
+    quota_us = max(1000, round(cores * period_us))
+    v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+    candidates = []
+    if (v1 / "cpu.cfs_quota_us").exists():
+        candidates.append((v1, {"cpu.cfs_period_us": str(period_us), "cpu.cfs_quota_us": str(quota_us)}))
+    if (v2 / "cgroup.controllers").exists():
+        candidates.append((v2, {"cpu.max": f"{quota_us} {period_us}"}))
+    for root, files in candidates:
+        group = root / name
+        try:
+            group.mkdir(exist_ok=True)
+            for file, value in files.items():
+                (group / file).write_text(value)
+            (group / "cgroup.procs").write_text(str(pid))
+            return group
+        except OSError:
+            continue
+    raise SystemExit("--collector-cpu needs a writable cgroup CPU controller (/sys/fs/cgroup/cpu or cgroup v2 "
+                     "with the cpu controller enabled); run as root or leave the option out")
+
+
+def uncap(groups: list[Path]) -> None:
+    for group in groups:
+        try:
+            group.rmdir()
+        except OSError:
+            pass
 
 
 def drain(work: Path, mq_port: int, influx_url: str, msgs, n_collectors: int, tag: str) -> dict[str, float]:
@@ -131,6 +175,8 @@ def drain(work: Path, mq_port: int, influx_url: str, msgs, n_collectors: int, ta
     procs = [subprocess.Popen([*CLI, str(cfg)], stdout=log.open("ab"), stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, start_new_session=True) for cfg, log in zip(configs, logs,
                                                                                                      strict=True)]
+    groups = [cap_cpu(proc.pid, CPU_CAP["cores"], f"fluxedge-bench-{tag}-{i}") for i, proc in enumerate(procs)
+              ] if CPU_CAP else []
     first = None
     try:
         # progress from the collectors' own metrics (tiny queries; counting 500k points every
@@ -151,6 +197,7 @@ def drain(work: Path, mq_port: int, influx_url: str, msgs, n_collectors: int, ta
     finally:
         for proc in procs:
             stop(proc)
+        uncap(groups)
         for i in range(n_collectors):
             forget_session(mq_port, f"bench-{tag}-{i}")
     counted = point_total(config)
@@ -249,7 +296,13 @@ def main() -> int:
     ap.add_argument("--receive-maximum", type=int, default=INGEST["receive_maximum"])
     ap.add_argument("--only", choices=("one", "two", "latency"), help="run one part only")
     ap.add_argument("--repeat", type=int, default=3, help="drain runs per configuration (the median is shown)")
+    ap.add_argument("--collector-cpu", type=float, metavar="CORES",
+                    help="cap each collector process at CORES of CPU (cgroup quota) for the drain runs, so the "
+                         "collectors, not the machine's two cores shared with influxd and mosquitto, are the "
+                         "limit: shows how N processes scale where cores are plenty")
     args = ap.parse_args()
+    if args.collector_cpu:
+        CPU_CAP["cores"] = args.collector_cpu
     INGEST.update(batch_size=args.batch_size, receive_maximum=args.receive_maximum)
     with tempfile.TemporaryDirectory(prefix="fluxedge-bench-") as tmp:
         work = Path(tmp)
@@ -265,30 +318,45 @@ def main() -> int:
                   f"load average {os.getloadavg()[0]:.2f}")
             one = two = None
 
-            def median_run(n_collectors: int, tag: str) -> dict[str, float]:
-                runs = sorted((drain(work, broker.port, url, msgs, n_collectors, f"{tag}{i}")
-                               for i in range(args.repeat)), key=lambda r: r["msg_s"])
-                if len(runs) > 1:
-                    print(f"  {n_collectors} collector(s), {len(runs)} runs: msg/s " +
-                          " ".join(f"{r['msg_s']:.0f}" for r in runs))
-                return runs[len(runs) // 2]
+            # one and two collectors alternate run by run, so that a change in the VM's speed (it
+            # varies by tens of percent here) falls on both and the ratio is taken within each pair
+            configs = [n for n, name in ((1, "one"), (2, "two")) if args.only in (None, name)
+                       or (name == "one" and args.only == "latency")]
+            runs: dict[int, list[dict[str, float]]] = {n: [] for n in configs}
+            for i in range(args.repeat):
+                for n in configs:
+                    runs[n].append(drain(work, broker.port, url, msgs, n, f"{'one' if n == 1 else 'two'}{i}"))
 
-            if args.only in (None, "one", "latency"):
-                one = median_run(1, "one")
+            def median(rows: list[dict[str, float]]) -> dict[str, float]:
+                rows = sorted(rows, key=lambda r: r["msg_s"])
+                if len(rows) > 1:
+                    print(f"  {len(rows)} runs: msg/s " + " ".join(f"{r['msg_s']:.0f}" for r in rows))
+                return rows[len(rows) // 2]
+
+            if 1 in runs:
+                one = median(runs[1])
                 print(f"1 collector : {one['msg_s']:8.0f} msg/s {one['points_s']:9.0f} points/s over "
                       f"{one['total_s']:.1f} s, collector CPU {one['cpu_s']:.1f} s (first-to-last point: "
                       f"{one['steady_msg_s']:.0f} msg/s, {one['steady_points_s']:.0f} points/s; backlog "
                       f"published at {one['publish_msg_s']:.0f} msg/s); influxd CPU {one['influxd_cpu_s']:.1f} s, "
                       f"mosquitto CPU {one['mosquitto_cpu_s']:.1f} s")
-            if args.only in (None, "two"):
-                two = median_run(2, "two")
+            if 2 in runs:
+                two = median(runs[2])
                 print(f"2 collectors: {two['msg_s']:8.0f} msg/s {two['points_s']:9.0f} points/s over "
                       f"{two['total_s']:.1f} s, collectors' CPU {two['cpu_s']:.1f} s (first-to-last point: "
                       f"{two['steady_msg_s']:.0f} msg/s, {two['steady_points_s']:.0f} points/s); influxd CPU "
                       f"{two['influxd_cpu_s']:.1f} s, mosquitto CPU {two['mosquitto_cpu_s']:.1f} s")
+            if one:
+                per_msg_s = (one["cpu_s"] + one["influxd_cpu_s"] + one["mosquitto_cpu_s"]) / one["messages"]
+                ceiling = (os.cpu_count() or 1) / per_msg_s
+                print(f"CPU ceiling of this machine for the pipeline: {ceiling:.0f} msg/s ({os.cpu_count()} cores / "
+                      f"{per_msg_s * 1e6:.0f} us of CPU per message in collector + influxd + mosquitto); one "
+                      f"collector reaches {one['msg_s'] / ceiling:.0%} of it")
             if one and two:
-                print(f"ratio two/one: {two['msg_s'] / one['msg_s']:.2f} (first-to-last: "
-                      f"{two['steady_points_s'] / one['steady_points_s']:.2f})")
+                ratios = sorted(b["msg_s"] / a["msg_s"] for a, b in zip(runs[1], runs[2], strict=True))
+                print(f"ratio two/one, run by run: {' '.join(f'{r:.2f}' for r in ratios)}; median "
+                      f"{ratios[len(ratios) // 2]:.2f}" + (f" (each collector capped at {args.collector_cpu} core)"
+                                                         if args.collector_cpu else ""))
             if one and args.only in (None, "latency"):
                 lat = latency(work, broker.port, url, msgs, one["msg_s"] / 2, args.latency_s)
                 print(f"latency at {lat['rate_msg_s']:.0f} msg/s (half of 1 collector): publish -> queryable "

@@ -32,6 +32,7 @@ from collector.config import CollectorConfig
 from collector.deadletter import DeadLetters
 from collector.lineprotocol import lines_for
 from collector.metrics import Metrics, metrics_line
+from collector.receiver import Receiver
 from collector.sinks import SinkError, make_sink
 from collector.writer import BatchWriter
 from station import messages
@@ -76,7 +77,7 @@ class Collector:
         self.config = config
         self.prefix = config.mqtt.topic_prefix
         self.sink = make_sink(config.influxdb)
-        self.client = make_client(config.mqtt, config.ingest.client_id, manual_ack=True)
+        self.client = make_client(config.mqtt, config.ingest.client_id, manual_ack=True, client_class=Receiver)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

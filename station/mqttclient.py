@@ -44,8 +44,9 @@ def describe_error(exc: OSError) -> str:
     return str(exc) or type(exc).__name__
 
 
-def make_client(config: MqttConfig, client_id: str, manual_ack: bool = False) -> Client:
-    client = Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+def make_client(config: MqttConfig, client_id: str, manual_ack: bool = False,
+                client_class: type[Client] = Client) -> Client:
+    client = client_class(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                     manual_ack=manual_ack)
     if config.username is not None:
         client.username_pw_set(config.username, config.password)
