@@ -23,7 +23,7 @@ from station.fluxjob import run_job
 from station.fluxworker import FluxWorker
 from station.hostclock import HostClock
 from station.logs import event
-from station.met import MetService, fill_pressure
+from station.met import MetService, fill_air_temperature, fill_pressure
 from station.monitor import Monitor
 from station.periodblock import GAS_CHANNELS as GASES
 from station.periodblock import ArchiveSettings, JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
@@ -170,6 +170,7 @@ class Station:
                                                       if c in gas.columns}, tolerance))
             samples.update({info.key(k): v for k, v in placed.items()})
         fill_pressure(samples, self.met, len(grid))  # met pressure when the analyser has none
+        fill_air_temperature(samples, self.met, len(grid))  # met Ta: the engine's ambient temperature
         n = len(grid)
         present = int(np.sum(np.isfinite(samples.get("w", np.zeros(n))) & np.isfinite(samples.get("t_sonic",
                                                                                                    np.zeros(n)))))

@@ -53,6 +53,8 @@ class ColumnSpec:
 #: their configured name before the LI-7500's field names.
 CH4_HEADERS = {"diag_gas": "CH4 Diagnostic Value", "ch4": "CH4 (mmol/m^3)", "t_air": "CH4 Temperature",
                "pressure": "CH4 Pressure", "signal_strength": "CH4 Signal Strength"}
+#: The slow met sensor's air temperature, repeated on every row of the period.
+MET_TA_HEADER = "Met Air Temperature (C)"
 GAS_HEADERS = {"diag_gas": "Diagnostic Value", "co2": "CO2 (mmol/m^3)", "h2o": "H2O (mmol/m^3)",
                "ch4": "CH4 (mmol/m^3)", "t_air": "Temperature (C)", "pressure": "Total Pressure (kPa)",
                "signal_strength": "CO2 Signal Strength"}
@@ -143,6 +145,9 @@ def layout(tower: TowerInfo, block: PeriodBlock) -> list[ColumnSpec]:
         specs.append(ColumnSpec("Anemometer Diagnostic", "diag_sonic", "ignore", son, integer=True))
     for info, model in zip(analysers[1:], models[1:], strict=True):
         specs += _analyser_specs(info, model, cols, taken, diag_first=True)
+    if "ta_met" in cols and bool(np.isfinite(cols["ta_met"]).any()):
+        # the met sensor's air temperature: EddyPro's ambient Ta (used instead of the sonic's)
+        specs.append(ColumnSpec(MET_TA_HEADER, "ta_met", "air_t", gas, "celsius"))
     return specs
 
 

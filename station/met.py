@@ -210,8 +210,9 @@ class MetService:
         return out
 
 
-#: a met pressure older than this is not used for a period [s]
+#: a met pressure or air temperature older than this is not used for a period [s]
 PRESSURE_MAX_AGE_S = 600.0
+TA_MAX_AGE_S = PRESSURE_MAX_AGE_S
 
 
 def fill_pressure(samples: dict, met: MetService | None, n: int) -> bool:
@@ -226,4 +227,19 @@ def fill_pressure(samples: dict, met: MetService | None, n: int) -> bool:
     if pa is None:
         return False
     samples["pressure"] = np.full(n, pa)
+    return True
+
+
+def fill_air_temperature(samples: dict, met: MetService | None, n: int) -> bool:
+    """Give the period the met sensor's latest air temperature ``TA`` [degC] as channel ``ta_met``,
+    which the flux engine takes as the ambient Ta in place of the one derived from the sonic
+    temperature (EddyPro's order of priority); True if it did."""
+    import numpy as np
+
+    if met is None:
+        return False
+    ta = met.latest("TA", max_age_s=TA_MAX_AGE_S)
+    if ta is None:
+        return False
+    samples["ta_met"] = np.full(n, ta)
     return True

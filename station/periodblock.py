@@ -12,12 +12,13 @@ from station.flux.pipeline import Options
 #: Block channels and their units (all float64 arrays on the sonic's grid, NaN = missing or screened):
 #: ``u``, ``v``, ``w`` [m s-1], ``t_sonic`` [degC], ``diag_sonic`` (raw diagnostic word), ``co2``,
 #: ``h2o``, ``ch4`` [mmol m-3], ``pressure`` [kPa], ``t_air`` [degC] (analyser thermistor), ``diag_gas``
-#: (raw diagnostic value), ``signal_strength`` [%]. The gas channels are those of the FIRST gas
+#: (raw diagnostic value), ``signal_strength`` [%], ``ta_met`` [degC] (the met sensor's latest air
+#: temperature, constant over the period; the engine's ambient Ta). The gas channels are those of the FIRST gas
 #: analyser; every further analyser's channels carry its name as a prefix (``ch4irga:ch4``,
 #: ``ch4irga:pressure``, see :meth:`AnalyserInfo.key`).
 BLOCK_UNITS = {"u": "m s-1", "v": "m s-1", "w": "m s-1", "t_sonic": "degC", "diag_sonic": "", "co2": "mmol m-3",
                "h2o": "mmol m-3", "ch4": "mmol m-3", "pressure": "kPa", "t_air": "degC", "diag_gas": "",
-               "signal_strength": "%"}
+               "signal_strength": "%", "ta_met": "degC"}
 #: The gas channels (densities [mmol m-3]) an analyser may give.
 GAS_CHANNELS = ("co2", "h2o", "ch4")
 

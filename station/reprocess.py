@@ -30,7 +30,7 @@ from station.rawdata.metadata import Instrument, Metadata
 
 GASES = ("co2", "h2o", "ch4")
 #: the raw columns the flux engine uses (sos is read too where it stands for ts): only these are parsed
-ENGINE_VARIABLES = ("u", "v", "w", "ts", "pa", *GASES)
+ENGINE_VARIABLES = ("u", "v", "w", "ts", "pa", "ta", *GASES)
 #: EddyPro model names -> built-in geometry keys of :mod:`station.flux.spectral`.
 SONIC_KEYS = {"csat3": "csat3", "csat3b": "csat3b", "hs": "hs_50", "hs_50": "hs_50", "hs_100": "hs_100",
               "r3_50": "r3_50", "r3_100": "r3_100", "wm": "wm", "wmpro": "wmpro", "81000": "81000"}

@@ -270,6 +270,28 @@ def test_flux_process_on_archive_is_bit_identical_to_live(tmp_path):
     assert_identical(outcome.results, Path(outcome.archive_path), tmp_path, options)
 
 
+def test_met_air_temperature_is_archived_as_air_t_and_used_as_ambient_ta(tmp_path):
+    """The station's met Ta (channel ``ta_met``) goes into the file as EddyPro's ``air_t`` and is the
+    engine's ambient Ta, live and from the archive alike."""
+    options = Options()
+    plain = turbulence_block(seconds=600, seed=12)
+    sonic_ta = run_job(plain, job_for(tmp_path / "a", options=options)).results["TA"]
+    block = PeriodBlock(plain.start_s, plain.end_s, plain.rate_hz, plain.time_s,
+                        {**plain.columns, "ta_met": np.full(plain.expected, sonic_ta + 3.0)}, plain.expected,
+                        plain.present)
+    outcome = run_job(block, job_for(tmp_path / "b", options=options))
+    assert outcome.status == "ok"
+    assert outcome.results["TA"] == pytest.approx(sonic_ta + 3.0, abs=1e-9)
+    path = Path(outcome.archive_path)
+    with zipfile.ZipFile(path) as zf:
+        meta = configparser.ConfigParser(interpolation=None)
+        meta.read_string(zf.read(f"{path.stem}.metadata").decode("utf-8"))
+    columns = meta["FileDescription"]
+    (index,) = [k.split("_")[1] for k, v in columns.items() if k.endswith("_variable") and v == "air_t"]
+    assert columns[f"col_{index}_unit_in"] == "celsius"
+    assert_identical(outcome.results, path, tmp_path, options)
+
+
 def test_real_period_through_archive_is_bit_identical(tmp_path):
     """A real 15-min CSAT3 + open-path period (fluxpart, shared/data/ec) as the station would align it."""
     data = EC_DATA / "fluxpart-csat3-openpath-20hz"

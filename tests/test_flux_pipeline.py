@@ -120,3 +120,24 @@ def test_methane_is_reported_in_nmol_like_its_uncertainty():
     r = process(columns, setup, Options(despiking="none", spectral="none"))
     assert r["FCH4"] == pytest.approx(1e3 * r["FC"], rel=1e-9)
     assert r["FCH4_RANDUNC"] == pytest.approx(1e3 * r["FC_RANDUNC"], rel=1e-9) and r["FC_RANDUNC"] > 0
+
+
+def test_a_measured_air_temperature_is_the_ambient_ta():
+    """EddyPro's priority: a measured ambient Ta (a met sensor's) replaces the one derived from the
+    sonic temperature; the same value through either path gives the same fluxes; samples outside
+    the absolute limits are not used."""
+    columns, truth = synthetic_period(6)
+    sonic = process(columns, SETUP, IDEAL)
+    same_ta = process({**columns, "ta": np.full(N, sonic["TA"] + 273.15)}, SETUP, IDEAL)
+    for key in ("H", "LE", "FC", "FH2O", "USTAR", "MO_LENGTH"):
+        assert same_ta[key] == pytest.approx(sonic[key], rel=2e-4), key
+    assert same_ta["FC"] == pytest.approx(truth["FC"], rel=0.01)
+    warmer = np.full(N, sonic["TA"] + 278.15)
+    warmer[::7] = -9999.0  # a logger's missing-value code: outside the limits, ignored
+    hot = process({**columns, "ta": warmer}, SETUP, IDEAL)
+    assert hot["TA"] == pytest.approx(sonic["TA"] + 5.0, abs=1e-9)
+    assert hot["RHO_AIR"] == pytest.approx(sonic["RHO_AIR"] * (sonic["TA"] + 273.15) / (sonic["TA"] + 278.15),
+                                           rel=2e-3)  # ideal gas at the same pressure
+    assert hot["H"] < sonic["H"] * 0.99 if sonic["H"] > 0 else hot["H"] > sonic["H"] * 0.99
+    junk = process({**columns, "ta": np.full(N, -9999.0)}, SETUP, IDEAL)
+    assert junk["TA"] == sonic["TA"] and junk["H"] == sonic["H"]

@@ -14,7 +14,7 @@ from firmware_bridge.modbus.server import EmulatedDevice, ModbusEmulator
 from station import config as station_config
 from station import messages
 from station.configschema import ConfigError, build
-from station.met import MetDevice, MetService, MinuteMeans, fill_pressure
+from station.met import MetDevice, MetService, MinuteMeans, fill_air_temperature, fill_pressure
 from station.monitorconfig import ModbusDeviceConfig
 
 T0 = 1_790_000_080.0  # 40 s into a minute
@@ -92,7 +92,7 @@ def test_a_silent_sensor_gives_nan_counts_missing_polls_and_recovers():
     assert rec.values == {"TA": pytest.approx(20.0, abs=1e-5)}  # the NaN did not enter the mean
 
 
-def test_service_threads_poll_on_their_interval_and_feed_the_flux_engine_pressure():
+def test_service_threads_poll_on_their_interval_and_feed_the_flux_engine_pressure_and_ta():
     with sensors(lambda: T0 + 30) as (hmp_port, baro_port):
         cfgs = [device_config("hmp", "vaisala_hmp", hmp_port, [{"point": "t_air", "name": "TA"}], poll_interval_s=0.5),
                 device_config("baro", "vaisala_barometer", baro_port, [{"point": "pressure", "name": "PA"}],
@@ -117,6 +117,10 @@ def test_service_threads_poll_on_their_interval_and_feed_the_flux_engine_pressur
     own = {"pressure": np.full(5, 99.0)}
     assert not fill_pressure(own, service, 5) and np.all(own["pressure"] == 99.0)  # the analyser's own wins
     assert not fill_pressure({}, None, 5)
+    ta = service.latest("TA")
+    assert -40 < ta < 60  # degC
+    assert fill_air_temperature(samples, service, 5) and np.all(samples["ta_met"] == ta)
+    assert not fill_air_temperature({}, None, 5)
 
 
 def station_toml(tmp_path, modbus: str) -> str:

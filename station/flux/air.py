@@ -66,7 +66,7 @@ class Air:
     rh_pct: float
     cp: float  # [J kg-1 K-1]
     lambda_j_kg: float
-    va_m3_mol: float  # molar volume of (moist) air, R Ts / p as EddyPro reports it
+    va_m3_mol: float  # molar volume of (moist) air, R Ts / p as EddyPro reports it (R Ta / p, Ta measured)
 
     @property
     def rho_cp(self) -> float:
@@ -88,17 +88,24 @@ class Air:
         return (self.p_pa - self.e_pa) / (R_J_MOL_K * self.ts_k)
 
 
-def air_from_sonic(ts_k, p_pa, rho_w_kg_m3=None, h2o_mole_fraction=None, iterations: int = 4) -> Air:
+def air_from_sonic(ts_k, p_pa, rho_w_kg_m3=None, h2o_mole_fraction=None, iterations: int = 4,
+                   ta_k: float | None = None) -> Air:
     """Air properties from the mean sonic temperature, pressure and either the water-vapour
     density (open path) or its mole fraction [mol mol-1] (closed path, converted with the molar
     volume R Ts / p as EddyPro does). Air temperature from Ts = T (1 + 0.51 q) (Schotanus et
-    al. 1983 eq. 2), iterated because q needs the air density at T. No humidity: dry air."""
-    va = R_J_MOL_K * ts_k / p_pa
+    al. 1983 eq. 2), iterated because q needs the air density at T. No humidity: dry air.
+
+    ``ta_k``: a measured ambient air temperature [K] (a slow met sensor's). EddyPro then takes it
+    as Ta, with the molar volume R Ta / p, and does not iterate (LI-COR, EddyPro manual,
+    "Calculating ambient and cell parameters" and "Iterative calculations of micrometeorological
+    variables")."""
+    measured = ta_k is not None
+    va = R_J_MOL_K * (ta_k if measured else ts_k) / p_pa
     if rho_w_kg_m3 is None:
         rho_w_kg_m3 = 0.0 if h2o_mole_fraction is None else h2o_mole_fraction / va * MV_KG_MOL
     rho_w = float(np.nan_to_num(rho_w_kg_m3))
-    ta = ts_k
-    for _ in range(iterations):
+    ta = ta_k if measured else ts_k
+    for _ in range(0 if measured else iterations):
         e = rho_w * RV_J_KG_K * ta
         rho_d = (p_pa - e) / (RD_J_KG_K * ta)
         rho_a = rho_d + rho_w

@@ -121,7 +121,8 @@ def _despike(x: np.ndarray, names: list[str], setup: Setup, options: Options) ->
 def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | None = None) -> dict[str, float]:
     """Results of one period from raw high-frequency columns: ``u``, ``v``, ``w`` [m s-1], ``ts``
     [K], gases named as in ``setup.gases`` (molar density [mmol m-3], or mixing ratio / mole
-    fraction [umol mol-1 CO2 and CH4, mmol mol-1 H2O]), optional ``pa`` [Pa]. NaN = missing."""
+    fraction [umol mol-1 CO2 and CH4, mmol mol-1 H2O]), optional ``pa`` [Pa] and a measured ambient
+    air temperature ``ta`` [K] (used as Ta instead of the sonic's, as EddyPro does). NaN = missing."""
     options = options or Options()
     gases = {g.name: g for g in setup.gases if g.name in columns}
     names = [*WIND, "ts", *gases]
@@ -169,7 +170,7 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
 
     p_pa = float(np.nanmean(columns["pa"])) if "pa" in columns and np.isfinite(columns["pa"]).any() \
         else ambient_pressure_pa(setup.altitude_m)
-    air = _air(means, idx, gases, p_pa)
+    air = _air(means, idx, gases, p_pa, _measured_ta_k(columns))
 
     d, z0 = setup.heights()
     zm = setup.measurement_height_m - d
@@ -275,18 +276,30 @@ def _cov(fl: np.ndarray) -> np.ndarray:
     return c
 
 
-def _air(means: np.ndarray, idx: dict[str, int], gases: dict[str, GasSetup], p_pa: float) -> Air:
+def _measured_ta_k(columns: dict[str, np.ndarray]) -> float | None:
+    """Mean of a measured ambient air temperature ``ta`` [K] over its samples within the sonic
+    temperature's absolute limits; None if there is none (then Ta comes from the sonic)."""
+    ta = columns.get("ta")
+    if ta is None:
+        return None
+    lo, hi = ABSOLUTE_LIMITS["ts"]
+    ok = (ta >= lo) & (ta <= hi)
+    return float(np.mean(ta[ok])) if ok.any() else None
+
+
+def _air(means: np.ndarray, idx: dict[str, int], gases: dict[str, GasSetup], p_pa: float,
+         ta_k: float | None = None) -> Air:
     ts = means[idx["ts"]]
     if "h2o" not in gases:
-        return air_from_sonic(ts, p_pa)
+        return air_from_sonic(ts, p_pa, ta_k=ta_k)
     h2o = gases["h2o"]
     mean = means[idx["h2o"]]
     if h2o.measure_type == DENSITY:
-        return air_from_sonic(ts, p_pa, rho_w_kg_m3=mean * 1e-3 * MV_KG_MOL)
+        return air_from_sonic(ts, p_pa, rho_w_kg_m3=mean * 1e-3 * MV_KG_MOL, ta_k=ta_k)
     chi = mean * 1e-3  # mmol mol-1 -> mol mol-1
     if h2o.measure_type == "mixing_ratio":
         chi = chi / (1.0 + chi)
-    return air_from_sonic(ts, p_pa, h2o_mole_fraction=chi)
+    return air_from_sonic(ts, p_pa, h2o_mole_fraction=chi, ta_k=ta_k)
 
 
 def _obukhov(res: dict[str, float], air: Air) -> float:
