@@ -7,8 +7,9 @@ mosquitto, and the station as a subprocess with the full default processing chai
 
 Prints: average CPU of the station process and its children (the flux worker) in % of one core,
 over the whole run and after the first minute; peak RSS (the station's VmHWM, and the highest sum
-over the process tree); and period end -> MQTT arrival latency of every flux record, measured by a
-subscriber on the same machine. Targets (issue 5): <= 5 % of one core, <= 120 MB, <= 2 s.
+over the process tree, and of its PSS, which counts shared pages once); and period end -> MQTT
+arrival latency of every flux record, measured by a subscriber on the same machine. Targets
+(issue 5): <= 5 % of one core, <= 120 MB, <= 2 s.
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ def status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def pss_kb(pid: int) -> int:
+    """Proportional set size: shared pages (the interpreter, NumPy's libraries) split between the
+    processes that map them, so a sum over the tree counts each page once."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 class TreeSampler(threading.Thread):
     """Once a second: CPU seconds and RSS summed over the station's process tree."""
 
@@ -97,20 +107,23 @@ class TreeSampler(threading.Thread):
         self.pid = pid
         self.samples: list[tuple[float, float, int]] = []  # (monotonic s, cpu s, rss kB)
         self.peak_tree_rss_kb = 0
+        self.peak_tree_pss_kb = 0
         self.peak_station_hwm_kb = 0
         self.halt = threading.Event()
 
     def sample(self) -> None:
-        cpu, rss = 0.0, 0
+        cpu, rss, pss = 0.0, 0, 0
         for p in descendants(self.pid):
             try:
                 cpu += cpu_s(p, with_reaped=p == self.pid)
                 rss += status_kb(p, "VmRSS")
+                pss += pss_kb(p)
                 if p == self.pid:
                     self.peak_station_hwm_kb = max(self.peak_station_hwm_kb, status_kb(p, "VmHWM"))
             except (OSError, ValueError):
                 continue
         self.peak_tree_rss_kb = max(self.peak_tree_rss_kb, rss)
+        self.peak_tree_pss_kb = max(self.peak_tree_pss_kb, pss)
         self.samples.append((time.monotonic(), cpu, rss))
 
     def run(self) -> None:
@@ -203,7 +216,7 @@ def main() -> int:
     print(f"  CPU, station + children, % of one core: {100 * (c1 - c0) / (t1 - t0):.2f} (whole run), "
           f"{100 * (c1 - warm[1]) / max(t1 - warm[0], 1e-9):.2f} (after the first minute)   target <= 5")
     print(f"  peak RSS: station VmHWM {sampler.peak_station_hwm_kb / 1024:.1f} MB, process tree "
-          f"{sampler.peak_tree_rss_kb / 1024:.1f} MB   target <= 120")
+          f"{sampler.peak_tree_rss_kb / 1024:.1f} MB (PSS {sampler.peak_tree_pss_kb / 1024:.1f} MB)   target <= 120")
     if lat:
         print(f"  period end -> MQTT arrival: {len(lat)} fluxes, median {statistics.median(lat):.2f} s, "
               f"max {max(lat):.2f} s   target <= 2  (seqs {[x[2] for x in arrivals]})")

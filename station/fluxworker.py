@@ -2,9 +2,12 @@
 acquisition side (reader threads, spool, publisher) never waits for the flux engine.
 
 The station hands blocks to :meth:`FluxWorker.submit` (it returns at once); a dispatcher thread sends
-them one at a time to the worker process (multiprocessing ``spawn`` context: the parent has threads,
-so it must not fork) over a pipe and passes every :class:`PeriodOutcome` to ``on_outcome`` in the
-parent, where the spool writes happen. If the worker dies (killed, crashed, out of memory) or
+them one at a time to the worker process over a socket pair (pickled, as multiprocessing's
+connections do) and passes every :class:`PeriodOutcome` to ``on_outcome`` in the parent, where the
+spool writes happen. The worker is a fresh interpreter (``python -m station.fluxworker FD LEVEL``)
+started with ``subprocess``: the parent has threads, so it must not fork, and multiprocessing's
+``spawn`` would add its resource-tracker process (13 MB resident on a Pi for nothing: no shared
+memory or semaphores are used). If the worker dies (killed, crashed, out of memory) or
 overruns ``job_timeout_s``, the period is reported as failed, the worker is restarted, and the new
 one archives the block if the file is not there yet; the next periods are processed as usual.
 """
@@ -12,34 +15,45 @@ one archives the block if the file is not there yet; the next periods are proces
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
+import os
 import pickle
 import queue
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 from station.archive import archive_path
 from station.logs import event
 from station.periodblock import JobConfig, PeriodBlock, PeriodOutcome
+from station.runtime import BLAS_THREAD_VARIABLES, keep_freed_memory
 
 log = logging.getLogger("station.flux")
 RUN, ARCHIVE_ONLY = "run", "archive"
 
 
-def worker_main(conn, job: JobConfig, log_level: int) -> None:
-    """The worker process: answer each (kind, block) with a PeriodOutcome until the pipe closes."""
+def worker_main(conn: Connection, log_level: int) -> None:
+    """The worker process: take the JobConfig, then answer each (kind, block) with a PeriodOutcome
+    until the connection closes."""
     import signal
     import warnings
 
+    # the station ends its worker itself (Ctrl-C and systemd's SIGTERM reach the whole process group)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from station import logs
     from station.fluxjob import run_job
 
     logs.setup(verbose=log_level <= logging.DEBUG, quiet=log_level >= logging.WARNING)
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN statistics become -9999, not warnings
-    # the station ends its worker itself (Ctrl-C and systemd's SIGTERM reach the whole process group)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        job: JobConfig = conn.recv()
+    except (EOFError, OSError):
+        return
     while True:
         try:
             kind, block = conn.recv()
@@ -53,13 +67,52 @@ def worker_main(conn, job: JobConfig, log_level: int) -> None:
             return  # the station went away while this period was processed
 
 
+class WorkerProcess:
+    """The worker's interpreter, with the few process calls the dispatcher needs."""
+
+    def __init__(self, log_level: int) -> None:
+        parent, child = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        for name in BLAS_THREAD_VARIABLES:  # before the worker loads NumPy
+            env.setdefault(name, "1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        try:
+            self._popen = subprocess.Popen(
+                [sys.executable, "-m", "station.fluxworker", str(child.fileno()), str(log_level)],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env, close_fds=True)
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+        self.pid = self._popen.pid
+
+    def is_alive(self) -> bool:
+        return self._popen.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._popen.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        if self.is_alive():
+            self._popen.kill()
+
+
 class FluxWorker:
     def __init__(self, job: JobConfig, on_outcome: Callable[[PeriodOutcome], None], *,
-                 context: str = "spawn", job_timeout_s: float = 1800.0) -> None:
+                 job_timeout_s: float = 1800.0) -> None:
         self.job = job
         self.on_outcome = on_outcome
         self.job_timeout_s = job_timeout_s
-        self._ctx = mp.get_context(context)
         self._jobs: queue.Queue[PeriodBlock | None] = queue.Queue()
         self._proc = None
         self._conn = None
@@ -105,12 +158,12 @@ class FluxWorker:
 
     # -- process management -------------------------------------------------------------------------
     def _spawn(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=worker_main, args=(child, self.job, logging.getLogger().level),
-                                 name="fluxedge-flux", daemon=True)
-        proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
+        proc = WorkerProcess(logging.getLogger().level)
+        try:
+            proc.conn.send(self.job)
+        except (OSError, ValueError):
+            pass  # it died at once: the first job finds it dead and restarts it
+        self._proc, self._conn = proc, proc.conn
         event(log, "flux_worker_started", pid=proc.pid)
 
     def _end_process(self) -> None:
@@ -207,3 +260,8 @@ class FluxWorker:
                     event(log, "period_outcome_error", logging.ERROR, error=repr(exc))
             finally:
                 self._busy.clear()
+
+
+if __name__ == "__main__":
+    keep_freed_memory()
+    worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]))
