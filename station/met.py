@@ -215,31 +215,31 @@ PRESSURE_MAX_AGE_S = 600.0
 TA_MAX_AGE_S = PRESSURE_MAX_AGE_S
 
 
+def _fill_latest(samples: dict, met: MetService | None, n: int, point: str, channel: str,
+                 max_age_s: float) -> bool:
+    """Set ``channel`` to the met sensor's latest ``point`` over the period's ``n`` samples."""
+    import numpy as np
+
+    value = None if met is None else met.latest(point, max_age_s=max_age_s)
+    if value is None:
+        return False
+    samples[channel] = np.full(n, value)
+    return True
+
+
 def fill_pressure(samples: dict, met: MetService | None, n: int) -> bool:
     """Give the period the met sensor's latest pressure [kPa] when the gas analyser has no pressure
     channel (or only NaN); True if it did."""
     import numpy as np
 
     p = samples.get("pressure")
-    if met is None or (p is not None and np.isfinite(p).any()):
+    if p is not None and np.isfinite(p).any():
         return False
-    pa = met.latest("PA", max_age_s=PRESSURE_MAX_AGE_S)
-    if pa is None:
-        return False
-    samples["pressure"] = np.full(n, pa)
-    return True
+    return _fill_latest(samples, met, n, "PA", "pressure", PRESSURE_MAX_AGE_S)
 
 
 def fill_air_temperature(samples: dict, met: MetService | None, n: int) -> bool:
     """Give the period the met sensor's latest air temperature ``TA`` [degC] as channel ``ta_met``,
     which the flux engine takes as the ambient Ta in place of the one derived from the sonic
     temperature (EddyPro's order of priority); True if it did."""
-    import numpy as np
-
-    if met is None:
-        return False
-    ta = met.latest("TA", max_age_s=TA_MAX_AGE_S)
-    if ta is None:
-        return False
-    samples["ta_met"] = np.full(n, ta)
-    return True
+    return _fill_latest(samples, met, n, "TA", "ta_met", TA_MAX_AGE_S)
