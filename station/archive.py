@@ -1,8 +1,10 @@
 """The raw archive: one LI-COR ``.ghg`` file per averaging period, kept until the disk fills.
 
-Files are ``<root>/raw/YYYY/MM/YYYY-MM-DDTHHMMSS_<station>.ghg`` (period START, UTC), zips holding
-``<stem>.data`` and ``<stem>.metadata`` as LI-COR SmartFlux writes them (see :mod:`station.ghgformat`),
-so EddyPro and ``fluxedge flux process`` read them as they are.
+Files are ``<root>/raw/YYYY/MM/YYYY-MM-DDTHHMMSS_<station>.ghg`` (period START in the site's clock:
+``[site] time_zone``, UTC by default), zips holding ``<stem>.data`` and ``<stem>.metadata`` as LI-COR
+SmartFlux writes them (see :mod:`station.ghgformat`), so EddyPro and ``fluxedge flux process`` read
+them as they are: SmartFlux names a file by the logger's local clock and writes its zone as the
+``Timezone:`` header line, which the readers use to place the file in UTC.
 
 A file appears whole or not at all: it is written to a hidden temporary file in the same directory,
 fsynced, renamed over its final name and the directory fsynced. After each write the oldest archive
@@ -16,7 +18,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import NamedTuple
 from station.ghgformat import data_text, layout, metadata_text
 from station.logs import event
 from station.periodblock import ArchiveSettings, PeriodBlock, TowerInfo
+from station.sitetime import local_clock
 
 log = logging.getLogger("station.archive")
 SUFFIX = ".ghg"
@@ -40,14 +42,15 @@ class ArchiveError(Exception):
     """An archive file could not be written (the message names the file and the cause)."""
 
 
-def file_stem(start_s: int, station_id: str) -> str:
-    """LI-COR's name of a period's file: ``2016-12-11T203000_AIU-1359`` (period start, UTC here)."""
-    return f"{time.strftime('%Y-%m-%dT%H%M%S', time.gmtime(start_s))}_{station_id}"
+def file_stem(start_s: int, station_id: str, time_zone: str = "UTC") -> str:
+    """LI-COR's name of a period's file: ``2016-12-11T203000_AIU-1359`` (period start in the local
+    clock of ``time_zone``, as SmartFlux names its files)."""
+    return f"{local_clock(start_s, time_zone):%Y-%m-%dT%H%M%S}_{station_id}"
 
 
-def archive_path(root: str | Path, start_s: int, station_id: str) -> Path:
-    month = time.strftime("%Y/%m", time.gmtime(start_s))
-    return Path(root) / "raw" / month / f"{file_stem(start_s, station_id)}{SUFFIX}"
+def archive_path(root: str | Path, start_s: int, station_id: str, time_zone: str = "UTC") -> Path:
+    month = f"{local_clock(start_s, time_zone):%Y/%m}"
+    return Path(root) / "raw" / month / f"{file_stem(start_s, station_id, time_zone)}{SUFFIX}"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -105,7 +108,7 @@ class Archive:
         self._usage = usage
 
     def path_for(self, block: PeriodBlock, tower: TowerInfo) -> Path:
-        return archive_path(self.root, block.start_s, tower.station_id)
+        return archive_path(self.root, block.start_s, tower.station_id, tower.time_zone)
 
     def write(self, block: PeriodBlock, tower: TowerInfo) -> Path:
         """Archive one period; returns the file. Raises :class:`ArchiveError` (one line) on failure,
@@ -116,7 +119,7 @@ class Archive:
         try:
             members = [(f"{stem}.data", data_text(tower, block, specs)),
                        (f"{stem}.metadata", metadata_text(tower, block, specs, stem).encode("utf-8"))]
-            write_atomic(path, members, time.gmtime(block.start_s)[:6])
+            write_atomic(path, members, local_clock(block.start_s, tower.time_zone).timetuple()[:6])
         except OSError as exc:
             raise ArchiveError(f"{path}: cannot write the archive file: {exc.strerror or exc}") from None
         event(log, "archive_written", logging.DEBUG, file=path.name, bytes=path.stat().st_size, samples=block.present)

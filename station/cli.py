@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -86,7 +87,7 @@ def _flux_process(args: argparse.Namespace) -> int:
         print(f"fluxedge: error: {exc}", file=sys.stderr)
         return 2
     return reprocess.run(args.raw, args.output, args.metadata, args.period, args.jobs, options=options,
-                         digits=args.digits)
+                         digits=args.digits, utc_offset_h=args.utc_offset)
 
 
 def _digits(value: str) -> int | None:
@@ -100,6 +101,18 @@ def _digits(value: str) -> int | None:
     if not 1 <= digits <= 17:
         raise argparse.ArgumentTypeError(f"must be 1..17 or 'full', got {value!r}")
     return digits
+
+
+def _utc_offset(value: str) -> float:
+    """``--utc-offset``: hours east of UTC, -12..14 in quarter hours (every zone's offset is one)."""
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = math.nan
+    if not (-12.0 <= hours <= 14.0) or (hours * 4) != round(hours * 4):
+        raise argparse.ArgumentTypeError(f"must be hours east of UTC, -12 to 14 in steps of 0.25 (e.g. -6, 5.5), "
+                                         f"got {value!r}")
+    return hours
 
 
 def _flux_planarfit(args: argparse.Namespace) -> int:
@@ -176,7 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(TIMESTAMP_START/END in local standard time, -9999 for missing).")
     proc.add_argument("raw", nargs="+", metavar="RAW", help="raw files (.ghg, TOA5 .dat, delimited text)")
     proc.add_argument("--metadata", help="EddyPro .metadata file (needed for TOA5 and text; .ghg carry their own)")
-    proc.add_argument("--period", type=float, metavar="MINUTES", help="averaging period (default: each file)")
+    proc.add_argument("--period", type=float, metavar="MINUTES",
+                      help="averaging period: files are joined into (or cut into) periods aligned to the clock "
+                           "(:00, :30 ...), as EddyPro does; a period missing more than 10 %% of its records gets "
+                           "-9999 and a reason (default: each file is one period)")
+    proc.add_argument("--utc-offset", type=_utc_offset, metavar="HOURS",
+                      help="the site's standard time as hours east of UTC (e.g. -6, 5.5): TIMESTAMP_START/END "
+                           "are UTC + HOURS, overriding the zone the files name (.ghg header Timezone); files "
+                           "that name none are taken to run on this time (default: each file's zone, "
+                           "without daylight saving; UTC if it names none)")
     proc.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
     proc.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="AmeriFlux CSV to write")
     opt = proc.add_argument_group("processing options (defaults: EddyPro's, as in the reference runs)")

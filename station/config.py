@@ -10,6 +10,7 @@ from firmware_bridge.families import FAMILIES, family, streaming_families
 from firmware_bridge.link import parse_address
 from station.configschema import ConfigError, between, build, check, non_negative, positive, read_toml
 from station.monitorconfig import AlarmRuleConfig, DiagnosticsConfig, ModbusDeviceConfig, StatusConfig
+from station.sitetime import daylight_saving_problem, zone_problem
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -37,6 +38,12 @@ def _port(value: str) -> str | None:
     return None
 
 
+def _time_zone(value: str) -> str | None:
+    """A known IANA zone without daylight saving: the archive's file names are in its clock, which
+    must not repeat an hour every autumn (AmeriFlux wants standard time anyway)."""
+    return zone_problem(value) or daylight_saving_problem(value)
+
+
 def _period(value: int) -> str | None:
     if value <= 0 or 86400 % value:
         return f"must divide a day evenly (e.g. 1800 for 30 min), got {value}"
@@ -53,6 +60,9 @@ class SiteConfig:
     measurement_height_m: float = field(default=2.0, metadata=check(positive))
     #: zero-plane displacement; None means 0.67 x canopy height (EddyPro's default)
     displacement_height_m: float | None = None
+    #: the site's time zone (IANA name without daylight saving): the raw archive's file names and its
+    #: .ghg ``Timezone`` header, so that ``flux process`` stamps the archive in local standard time
+    time_zone: str = field(default="UTC", metadata=check(_time_zone))
 
     def validate(self) -> list[tuple[str, str]]:
         if self.displacement_height_m is not None and self.displacement_height_m >= self.measurement_height_m:

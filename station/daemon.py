@@ -82,7 +82,7 @@ class Station:
         tower = TowerInfo(site.id, site.latitude_deg, site.longitude_deg, site.altitude_m, site.canopy_height_m,
                           site.displacement_height_m, site.measurement_height_m, sonic.name, sonic.driver,
                           sonic.north_offset_deg, *first, more_analysers=tuple(analysers[1:]),
-                          software=f"fluxedge {__version__}")
+                          software=f"fluxedge {__version__}", time_zone=site.time_zone)
         arc = config.archive
         archive = ArchiveSettings(str(arc.root(config.spool.path)), arc.max_disk_used_pct, arc.min_free_mb) \
             if arc.enabled else None

@@ -10,8 +10,8 @@ results with the same processing options.
 
 Every gas analyser of the tower is in the block and the file (:func:`station.ghgformat.layout`), so
 the engine gets co2, h2o and ch4 each with its own analyser's geometry. CH4 from an LI-7700 is an
-open-path density with the WPL terms only: the LI-7700 spectroscopic corrections (McDermitt et al.
-2011) are not implemented.
+open-path density with the WPL terms and the LI-7700 spectroscopic corrections (McDermitt et al.
+2011), as EddyPro computes them.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def live_rawperiod(block: PeriodBlock, tower: TowerInfo, specs: list[ColumnSpec]
     """The :class:`RawPeriod` the ``.ghg`` reader would return for this block's archive file,
     restricted to the columns the engine reads, built in memory."""
     specs = specs if specs is not None else layout(tower, block)
-    stem = file_stem(block.start_s, tower.station_id)
+    stem = file_stem(block.start_s, tower.station_id, tower.time_zone)
     md = parse_metadata(metadata_text(tower, block, specs, stem), f"{stem}.metadata")
     columns: dict[str, np.ndarray] = {}
     units: dict[str, str] = {}
@@ -67,7 +67,7 @@ def live_rawperiod(block: PeriodBlock, tower: TowerInfo, specs: list[ColumnSpec]
     end = datetime.fromtimestamp(block.start_s + n / md.acquisition_frequency_hz, UTC)
     return RawPeriod(source=Path(f"{stem}.ghg"), start=start, end=end, rate_hz=md.acquisition_frequency_hz,
                      n_samples=n, columns=columns, units=units, gas_types=gas_types, metadata=md,
-                     header={"Timezone": "UTC"})
+                     header={"Timezone": tower.time_zone})
 
 
 def engine_results(raw: RawPeriod, options: Options) -> dict[str, float]:
@@ -104,7 +104,7 @@ def archive_block(block: PeriodBlock, job: JobConfig) -> str | None:
 def expected_archive(block: PeriodBlock, job: JobConfig) -> Path | None:
     if job.archive is None:
         return None
-    return archive_path(job.archive.root, block.start_s, job.tower.station_id)
+    return archive_path(job.archive.root, block.start_s, job.tower.station_id, job.tower.time_zone)
 
 
 def run_job(block: PeriodBlock, job: JobConfig, *, do_compute: bool = True) -> PeriodOutcome:

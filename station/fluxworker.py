@@ -231,7 +231,8 @@ class FluxWorker:
         self._restart(answer)
         path = None
         if self.job.archive is not None:
-            path = archive_path(self.job.archive.root, block.start_s, self.job.tower.station_id)
+            path = archive_path(self.job.archive.root, block.start_s, self.job.tower.station_id,
+                                self.job.tower.time_zone)
         if path is not None and not path.exists() and self._proc is not None:
             retry = self._ask(ARCHIVE_ONLY, block)  # keep the raw data even though the period failed
             if not isinstance(retry, PeriodOutcome):

@@ -3,7 +3,9 @@
 The ``.data`` follows LI-COR SmartFlux: ``Key:<TAB>value`` header lines (Model, SN, Instrument,
 File Type, Software Version, Timestamp, Timezone), a ``DATAH`` line of column names with units, and
 one ``DATA`` record per grid slot: Seconds, Nanoseconds (UTC Unix time), Sequence Number, the
-analyser's Diagnostic Value, Date, Time (``HH:MM:SS:mmm``), the first analyser's gas columns, the
+analyser's Diagnostic Value, Date, Time (``HH:MM:SS:mmm``, the logger's local clock as in LI-COR's
+files, e.g. shared/data/ec/degeb: Date/Time 20:00 for Seconds 19:00 UTC with ``Timezone:
+Europe/Berlin``), the first analyser's gas columns, the
 sonic's as ``Aux`` channels, then each further analyser's (an LI-7700's as LI-COR names them:
 ``CH4 Diagnostic Value``, ``CH4 (mmol/m^3)``, ``CH4 Temperature``, ``CH4 Pressure``, ``CH4 Signal
 Strength``). Values are written with Python's ``repr`` (shortest text that parses back to the
@@ -14,17 +16,20 @@ The ``.metadata`` is EddyPro's INI: [Project], [Site], [Station], [Timing], [Ins
 as ``instr_1``, each gas analyser as ``instr_2``, ``instr_3`` ... with its model and separations) and
 [FileDescription] with one ``col_N_*`` group per data field (N counts fields after ``DATA``), each
 naming its instrument by EddyPro model (``li7500_1``, ``li7700_1``) as EddyPro does.
-Times are UTC (file name, Date/Time, ``Timezone: UTC``).
+Times: Seconds/Nanoseconds are UTC; the file name, the ``Timestamp`` header and Date/Time are the
+local clock of the site's zone (``TowerInfo.time_zone``, UTC by default), which ``Timezone`` names.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
 from station.periodblock import GAS_CHANNELS, AnalyserInfo, PeriodBlock, TowerInfo
+from station.sitetime import local_clock, zone
 
 MISSING = "-9999"
 #: fluxedge driver -> (EddyPro manufacturer, EddyPro model without the _1 suffix, wref)
@@ -163,13 +168,16 @@ def header_lines(tower: TowerInfo, block: PeriodBlock) -> list[str]:
     model = GAS_MODELS.get(tower.gas_driver or "", ("", "", "fluxedge station"))[2]
     return [f"Model:\t{model}", f"SN:\t{tower.gas_name or tower.sonic_name}", f"Instrument:\t{tower.station_id}",
             "File Type:\t2", f"Software Version:\t{tower.software}",
-            f"Timestamp:\t{time.strftime('%H:%M:%S', time.gmtime(block.start_s))}", "Timezone:\tUTC"]
+            f"Timestamp:\t{local_clock(block.start_s, tower.time_zone):%H:%M:%S}",
+            f"Timezone:\t{tower.time_zone if zone(tower.time_zone) is not None else 'UTC'}"]
 
 
 def data_text(tower: TowerInfo, block: PeriodBlock, specs: list[ColumnSpec]) -> bytes:
     """The ``.data`` member: header, DATAH and one DATA record per grid slot."""
     ns = np.round(np.asarray(block.time_s, dtype=np.float64) * 1e9).astype(np.int64)
-    stamps = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="ms")
+    local = local_clock(block.start_s, tower.time_zone)  # the clock's offset at the period start
+    shift_ns = round((local - datetime(1970, 1, 1)).total_seconds() - block.start_s) * 1_000_000_000
+    stamps = np.datetime_as_string((ns + shift_ns).astype("datetime64[ns]"), unit="ms")
     fields: list[list[str]] = []
     for spec in specs:
         if spec.header == "Seconds":

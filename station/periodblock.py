@@ -91,6 +91,8 @@ class TowerInfo:
     #: further gas analysers as (name, driver, separation [m]) beyond the first
     more_analysers: tuple[tuple[str, str, tuple[float, float, float]], ...] = ()
     software: str = "fluxedge"
+    #: the site's IANA time zone: the archive names its files in its clock and writes it as ``Timezone``
+    time_zone: str = "UTC"
 
     @property
     def analysers(self) -> tuple[AnalyserInfo, ...]:

@@ -1,11 +1,16 @@
 """``fluxedge flux process``: raw files in, one AmeriFlux row per averaging period out.
 
 Each raw file (LI-COR ``.ghg``, Campbell TOA5, or delimited text described by an EddyPro
-``.metadata``) is read by :mod:`station.rawdata`, cut into periods of ``--period`` minutes (default:
-the whole file), and every period goes through :func:`station.flux.pipeline.process` with the
+``.metadata``) is read by :mod:`station.rawdata`; without ``--period`` each file is one period, with
+``--period`` the files are joined into (or cut into) clock-aligned periods as EddyPro does
+(:mod:`station.periodjoin`). Every period goes through :func:`station.flux.pipeline.process` with the
 EddyPro defaults. Files are processed in ``--jobs`` worker processes; a file that cannot be read is
-reported on one line and the others are still processed. Time stamps are local standard time of
-the file's zone (AmeriFlux convention) when the file says which zone, else UTC.
+reported on one line and the others are still processed.
+
+Time stamps are the site's local standard time (AmeriFlux convention, :mod:`station.sitetime`): the
+standard-time offset of the zone the file names (``.ghg`` header ``Timezone``), or ``--utc-offset``,
+else UTC with a one-line note. A period whose fluxes cannot be computed still gets its row; why each
+missing flux is missing goes to stderr and to ``<out stem>_reasons.csv``.
 """
 
 from __future__ import annotations
@@ -14,26 +19,27 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import NamedTuple
 
 import numpy as np
 
-from station import ameriflux
-from station.flux import spectral, timelag
-from station.flux.pipeline import GasSetup, Options, Setup, process
+from station import ameriflux, periodjoin, sitetime
+from station.enginesetup import ENGINE_VARIABLES, SetupError, setup_for  # noqa: F401  (re-exported)
+from station.flux.pipeline import Options, process
 from station.rawdata import RawDataError, RawPeriod, read_raw
-from station.rawdata.metadata import Instrument, Metadata
+from station.rawdata.ghg import is_ghg
 
-GASES = ("co2", "h2o", "ch4")
-#: the raw columns the flux engine uses (sos is read too where it stands for ts): only these are parsed
-ENGINE_VARIABLES = ("u", "v", "w", "ts", "pa", "ta", *GASES)
-#: EddyPro model names -> built-in geometry keys of :mod:`station.flux.spectral`.
-SONIC_KEYS = {"csat3": "csat3", "csat3b": "csat3b", "hs": "hs_50", "hs_50": "hs_50", "hs_100": "hs_100",
-              "r3_50": "r3_50", "r3_100": "r3_100", "wm": "wm", "wmpro": "wmpro", "81000": "81000"}
+#: The fluxes whose missing values are explained (a reason on stderr and in ``<out stem>_reasons.csv``).
+EXPLAINED = ("FC", "FH2O", "LE", "H", "TAU", "USTAR", "FCH4")
+#: The raw columns each of them needs besides the wind (u, v, w).
+_NEEDS = {"FC": ("co2",), "FH2O": ("h2o",), "LE": ("h2o",), "FCH4": ("ch4",), "H": ("ts",), "TAU": (), "USTAR": ()}
+_DIAG_NAMES = {"diag_irga": "the gas analyser's diagnostic", "diag_ch4": "the CH4 analyser's diagnostic",
+               "diag_sonic": "the anemometer's diagnostic"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class PeriodRow:
     start_unix: float
     end_unix: float
     results: dict[str, float]
+    #: why each missing flux of :data:`EXPLAINED` is missing (name -> reason): the engine's reason
+    #: where it gives one (a ``reasons`` mapping among its results), else :func:`missing_reasons`
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,95 +58,133 @@ class FileOutcome:
     rows: list[PeriodRow]
     error: str | None = None
     utc_offset_s: float = 0.0
+    #: set when the time stamps are UTC because the file names no known time zone (and no --utc-offset)
+    zone_note: str | None = None
 
 
-def _model_key(instrument: Instrument) -> str:
-    base = instrument.model.lower()
-    return base.rsplit("_", 1)[0] if base[-2:-1] == "_" else base
+def _file_zone(raw: RawPeriod) -> str | None:
+    """The IANA zone the file names (``.ghg`` header ``Timezone``) if it is a known one, else None."""
+    name = raw.header.get("Timezone") if raw.header else None
+    return name if sitetime.zone(name) is not None else None
 
 
-def _sonic(md: Metadata) -> spectral.Sonic:
-    sonic = next((i for i in md.instruments if i.kind == "sonic"), None)
-    if sonic is None:
-        return spectral.Sonic()
-    key = SONIC_KEYS.get(_model_key(sonic), "")
-    if key in spectral.SONICS:
-        return spectral.SONICS[key]
-    return spectral.Sonic(sonic.vpath_length_m or 0.0, sonic.tau_s or 0.0)
+def _utc_offset_s(raw: RawPeriod, utc_offset_h: float | None = None) -> float:
+    """UTC offset [s] of the output time stamps, AmeriFlux's local standard time (no daylight saving):
+    ``utc_offset_h`` if given, else the standard-time offset of the file's zone at the file's start
+    (:func:`station.sitetime.standard_offset_s`: in summer in a zone with DST, local clock - 1 h),
+    else 0 (UTC)."""
+    if utc_offset_h is not None:
+        return utc_offset_h * 3600.0
+    tz = sitetime.zone(_file_zone(raw))
+    return 0.0 if tz is None else sitetime.standard_offset_s(tz, raw.start)
 
 
-def _analyser(instrument: Instrument | None) -> spectral.GasAnalyser:
-    if instrument is None:
-        return spectral.GasAnalyser()
-    base = spectral.ANALYSERS.get(_model_key(instrument)) or spectral.GasAnalyser(
-        instrument.vpath_length_m or 0.0, instrument.tau_s or 0.0)
-    closed = (instrument.tube_length_m or 0.0) > 0.0
-    return dataclasses.replace(
-        base, horizontal_separation_m=math.hypot(instrument.northward_separation_m, instrument.eastward_separation_m),
-        vertical_separation_m=instrument.vertical_separation_m,
-        tube_length_m=instrument.tube_length_m or 0.0 if closed else 0.0,
-        tube_diameter_m=(instrument.tube_diameter_m or 0.0) if closed else 0.0,
-        tube_flow_m3_s=(instrument.flow_rate_l_min or 0.0) / 60000.0 if closed else 0.0)
+def _zone_note(raw: RawPeriod, utc_offset_h: float | None) -> str | None:
+    if utc_offset_h is not None or _file_zone(raw) is not None:
+        return None
+    name = raw.header.get("Timezone") if raw.header else None
+    return f"unknown time zone {name!r}" if name else "no time zone"
 
 
-def setup_for(raw: RawPeriod, period_s: float, period_mid_unix_s: float | None = None) -> Setup:
-    """The engine's view of the site and instruments, from the file's metadata."""
-    md = raw.metadata
-    sonic = next((i for i in md.instruments if i.kind == "sonic"), None)
-    gases = []
-    for gas in GASES:
-        if gas not in raw.columns:
+def _read(path: str, metadata: str | None, utc_offset_h: float | None) -> RawPeriod:
+    """One raw file with the columns the engine uses. Its times are in the zone the file names; a
+    file that names none (TOA5, text, a ``.ghg`` without a known ``Timezone``) runs on the site's
+    standard time ``utc_offset_h`` when that is given, else on UTC."""
+    if utc_offset_h is None:
+        return read_raw(path, metadata, variables=ENGINE_VARIABLES)
+    with open(path, "rb") as fh:
+        ghg = is_ghg(fh.read(4)) or Path(path).suffix.lower() == ".ghg"
+    if not ghg:
+        return read_raw(path, metadata, variables=ENGINE_VARIABLES, tz=sitetime.fixed_zone(utc_offset_h))
+    raw = read_raw(path, metadata, variables=ENGINE_VARIABLES)
+    if _file_zone(raw) is not None:
+        return raw
+    shift = timedelta(hours=utc_offset_h)  # the reader took the file-name time as UTC
+    return dataclasses.replace(raw, start=raw.start - shift, end=raw.end - shift)
+
+
+def _read_error(path: str, metadata: str | None, exc: Exception) -> str:
+    if isinstance(exc, RawDataError):
+        hint = " (fluxedge flux process --metadata FILE)" if metadata is None and ".metadata" in str(exc) else ""
+        return f"{exc}{hint}"
+    if isinstance(exc, OSError):
+        return f"{path}: cannot read: {exc.strerror or exc}"
+    return f"{path}: {exc}"
+
+
+def _engine_reasons(results: dict) -> dict[str, str]:
+    """The ``reasons`` mapping the engine may put among its results (taken out of them)."""
+    given = results.pop("reasons", None)
+    return {str(k): str(v) for k, v in given.items()} if isinstance(given, Mapping) else {}
+
+
+def missing_reasons(results: dict[str, float], columns: dict[str, np.ndarray], setup=None,
+                    given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Why each flux of :data:`EXPLAINED` is missing from ``results``: the engine's reason (``given``),
+    else the first input it needs (u, v, w, then its own column) that is absent from the file, missing
+    in every record, or left with no sample by the instruments' diagnostic words (``setup.diagnostics``,
+    EddyPro ``FilterDatasetForDiagnostics``), else a generic one."""
+    from station.flux import screening
+
+    given = given or {}
+    missing = [v for v in EXPLAINED if not (isinstance(results.get(v), float | int) and math.isfinite(results[v]))]
+    if not missing:
+        return {}
+    screens = tuple(getattr(setup, "diagnostics", ()) or ())
+    screened, flagged = screening.screen(columns, screens) if screens else (columns, {})
+    by = {t: _DIAG_NAMES.get(s.column, f"the diagnostic {s.column}") for s in screens for t in s.targets}
+    out = {}
+    for var in missing:
+        if given.get(var):
+            out[var] = given[var]
             continue
-        col = next((c for c in md.columns if c.variable.startswith(gas) and c.nom_timelag_s is not None
-                    and (c.measure_type or "") == raw.gas_types.get(gas)), None)
-        col = col or next((c for c in md.columns if c.variable.startswith(gas)), None)
-        # the column names its analyser by EddyPro model (``li7700_1``), some files by id; else the first irga
-        instrument = md.instrument(col.instrument) if col is not None else None
-        instrument = instrument if instrument is not None and instrument.kind == "irga" else None
-        instrument = instrument or next((i for i in md.instruments if col is not None and i.id and
-                                         i.id == col.instrument), None)
-        instrument = instrument or next((i for i in md.instruments if i.kind == "irga"), None)
-        lags = (col.nom_timelag_s, col.min_timelag_s, col.max_timelag_s) if col is not None else (0.0, 0.0, 0.0)
-        analyser = _analyser(instrument)
-        if not analyser.closed_path and lags[1] == 0.0 and lags[2] == 0.0:
-            # EddyPro's open-path window when the metadata sets none: +-(2 s m-1 x separation + 0.3 s)
-            reach = 2.0 * analyser.horizontal_separation_m + timelag.SAFETY_S
-            lags = (lags[0], -reach, reach) if analyser.horizontal_separation_m > 0.0 else lags
-        li7500 = instrument is not None and instrument.model_base.startswith("li7500") and not analyser.closed_path
-        gases.append(GasSetup(gas, raw.gas_types.get(gas, "molar_density"), analyser, lags, self_heating=li7500))
-    site = md.site
-    return Setup(rate_hz=raw.rate_hz, period_s=period_s,
-                 measurement_height_m=(sonic.height_m if sonic and sonic.height_m else 2.0),
-                 canopy_height_m=site.canopy_height_m or 0.0, displacement_m=site.displacement_height_m or None,
-                 roughness_m=site.roughness_length_m or None, latitude_deg=site.latitude_deg,
-                 longitude_deg=site.longitude_deg, period_mid_unix_s=period_mid_unix_s, altitude_m=site.altitude_m,
-                 north_offset_deg=(sonic.north_offset_deg or 0.0) if sonic else 0.0,
-                 sonic=_sonic(md), gases=tuple(gases))
+        needs = ("u", "v", "w", *_NEEDS[var])
+        why = None
+        for name in needs:
+            x = columns.get(name)
+            if x is None:
+                why = f"{name} column absent from the file"
+            elif not np.isfinite(x).any():
+                why = f"all {len(x)} {name} samples missing in the file"
+            elif not np.isfinite(screened[name]).any():
+                why = (f"all {name} samples missing after screening ({flagged.get(name, 0)} of {len(x)} records "
+                       f"flagged by {by.get(name, 'a diagnostic')})")
+            if why:
+                break
+        if why is None:
+            counts = ", ".join(f"{n} {int(np.isfinite(screened[n]).sum())} of {len(screened[n])}" for n in needs)
+            why = f"not computed by the flux engine although its inputs have samples ({counts} present)"
+        out[var] = why
+    return out
 
 
-def _utc_offset_s(raw: RawPeriod) -> float:
-    """Standard-time offset of the file's zone (AmeriFlux: local standard time, no DST)."""
-    zone = raw.header.get("Timezone") if raw.header else None
-    if not zone:
-        return 0.0
+def _failed(start: float, end: float, why: str) -> PeriodRow:
+    """The row of a period without results: every flux -9999, each with ``why``."""
+    return PeriodRow(start, end, {}, dict.fromkeys(EXPLAINED, why))
+
+
+def _engine_row(raw: RawPeriod, columns: dict[str, np.ndarray], start: float, end: float, period_s: float,
+                mid: float, options: Options | None) -> PeriodRow:
+    """One period through the engine; never raises (a period it cannot use is a row with the reason)."""
     try:
-        tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return 0.0
-    local = raw.start.astimezone(tz)
-    return ((local.utcoffset() or timedelta(0)) - (local.dst() or timedelta(0))).total_seconds()
+        setup = setup_for(raw, period_s, mid)
+        results = process(columns, setup, options)
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        return _failed(start, end, f"period failed: {exc}")
+    except Exception as exc:  # one bad period must not cost the rest of the file
+        return _failed(start, end, f"period failed: {type(exc).__name__}: {exc}")
+    given = _engine_reasons(results)
+    return PeriodRow(start, end, results, missing_reasons(results, columns, setup, given))
 
 
 def process_file(path: str, metadata: str | None = None, period_min: float | None = None,
-                 options: Options | None = None) -> FileOutcome:
-    """Every period of one raw file; never raises on bad files (the error is in the outcome)."""
+                 options: Options | None = None, utc_offset_h: float | None = None) -> FileOutcome:
+    """Every period of one raw file (``period_min``: cut into periods of that length from its start);
+    never raises on bad files (the error is in the outcome) nor on bad periods (their rows say why)."""
     try:
-        raw = read_raw(path, metadata, variables=ENGINE_VARIABLES)
-    except RawDataError as exc:
-        hint = " (fluxedge flux process --metadata FILE)" if metadata is None and ".metadata" in str(exc) else ""
-        return FileOutcome(path, [], f"{exc}{hint}")
-    except OSError as exc:
-        return FileOutcome(path, [], f"{path}: cannot read: {exc.strerror or exc}")
+        raw = _read(path, metadata, utc_offset_h)
+    except (RawDataError, OSError) as exc:
+        return FileOutcome(path, [], _read_error(path, metadata, exc))
     n = raw.n_samples
     per = round(period_min * 60 * raw.rate_hz) if period_min else n
     if per <= 0 or per > n:
@@ -148,13 +195,54 @@ def process_file(path: str, metadata: str | None = None, period_min: float | Non
     for k in range(n // per or 1):
         sl = slice(k * per, min((k + 1) * per, n))
         columns = {c: np.asarray(raw.columns[c][sl], dtype=float) for c in wanted if c in raw.columns}
-        setup = setup_for(raw, (sl.stop - sl.start) / raw.rate_hz, t0 + (sl.start + sl.stop) / 2 / raw.rate_hz)
+        rows.append(_engine_row(raw, columns, t0 + sl.start / raw.rate_hz, t0 + sl.stop / raw.rate_hz,
+                                (sl.stop - sl.start) / raw.rate_hz, t0 + (sl.start + sl.stop) / 2 / raw.rate_hz,
+                                options))
+    return FileOutcome(path, rows, None, _utc_offset_s(raw, utc_offset_h), _zone_note(raw, utc_offset_h))
+
+
+def _joined_row(period: periodjoin.JoinedPeriod, options: Options | None,
+                max_lack_pct: float = periodjoin.MAX_LACK_PCT) -> PeriodRow:
+    """One joined period: processed if EddyPro would (no more than ``max_lack_pct`` % of its records
+    missing), else a row of -9999 saying so."""
+    raw, n = period.raw, period.expected
+    start = raw.start_unix
+    if period.too_incomplete(max_lack_pct):
+        return _failed(start, raw.end_unix, f"only {period.present} of {n} records in the period "
+                                            f"({period.missing_pct:.1f} % missing; EddyPro processes a period "
+                                            f"with at most {max_lack_pct:g} % missing)")
+    columns = {c: np.asarray(raw.columns[c], dtype=float) for c in ENGINE_VARIABLES if c in raw.columns}
+    return _engine_row(raw, columns, start, raw.end_unix, n / raw.rate_hz, start + n / 2 / raw.rate_hz, options)
+
+
+def process_joined(paths: list[str], metadata: str | None, period_min: float, options: Options | None = None,
+                   utc_offset_h: float | None = None, until: float | None = None) -> list[FileOutcome]:
+    """Files in time order joined into clock-aligned periods of ``period_min`` minutes
+    (:mod:`station.periodjoin`; samples from ``until`` on left out); the first outcome holds the rows,
+    any further one an error of a file (unreadable, or not continuing the previous file's column
+    layout: its samples are left out)."""
+    joiner: periodjoin.Joiner | None = None
+    rows: list[PeriodRow] = []
+    errors: list[FileOutcome] = []
+    offset, note = 0.0, None
+    for path in paths:
         try:
-            results = process(columns, setup, options)
-        except (ValueError, FloatingPointError) as exc:  # a period the engine cannot use
-            return FileOutcome(path, rows, f"{path}: period {k + 1}: {exc}")
-        rows.append(PeriodRow(t0 + sl.start / raw.rate_hz, t0 + sl.stop / raw.rate_hz, results))
-    return FileOutcome(path, rows, None, _utc_offset_s(raw))
+            raw = _read(path, metadata, utc_offset_h)
+        except (RawDataError, OSError) as exc:
+            errors.append(FileOutcome(path, [], _read_error(path, metadata, exc)))
+            continue
+        if joiner is None:
+            offset, note = _utc_offset_s(raw, utc_offset_h), _zone_note(raw, utc_offset_h)
+            joiner = periodjoin.Joiner(period_min * 60.0, offset, until)
+        try:
+            closed = joiner.add(raw)
+        except ValueError as exc:  # a different column layout, or files out of time order
+            errors.append(FileOutcome(path, [], str(exc)))
+            continue
+        rows += [_joined_row(p, options) for p in closed]
+    if joiner is not None:
+        rows += [_joined_row(p, options) for p in joiner.finish()]
+    return [FileOutcome(paths[0], rows, None, offset, note), *errors]
 
 
 def options_from_args(args) -> Options:
@@ -179,45 +267,136 @@ def options_from_args(args) -> Options:
                    random_uncertainty=getattr(args, "random_uncertainty", True))
 
 
-def _job(args: tuple[str, str | None, float | None, Options | None]) -> FileOutcome:
+class WorkItem(NamedTuple):
+    """One unit of work: ``file`` processes ``paths[0]`` as it is, ``join`` joins ``paths`` into periods
+    (leaving out samples from ``until`` [Unix s] on, the next group's time)."""
+
+    kind: str
+    paths: tuple[str, ...]
+    metadata: str | None
+    period_min: float | None
+    options: Options | None
+    utc_offset_h: float | None
+    until: float | None = None
+
+
+def _job(item: WorkItem) -> list[FileOutcome]:
     import warnings
 
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN periods are reported as -9999, not warnings
-    return process_file(*args)
+    if item.kind == "join":
+        assert item.period_min is not None
+        return process_joined(list(item.paths), item.metadata, item.period_min, item.options, item.utc_offset_h,
+                              item.until)
+    return [process_file(item.paths[0], item.metadata, item.period_min, item.options, item.utc_offset_h)]
+
+
+def plan(paths: list[str], metadata: str | None = None, period_min: float | None = None,
+         options: Options | None = None, utc_offset_h: float | None = None) -> list[WorkItem]:
+    """The work of ``run``: each file alone without ``period_min``; with it, the files in time order
+    (by the times in their names) in groups that share no averaging period (:func:`periodjoin.segments`),
+    each group joined into clock-aligned periods."""
+    if not period_min:
+        return [WorkItem("file", (p,), metadata, period_min, options, utc_offset_h) for p in paths]
+    period_s = period_min * 60.0
+    starts: list[float | None] = []
+    offsets: list[float] = []
+    for p in paths:
+        tz = sitetime.zone(periodjoin.header_zone(p))
+        clock = tz or (sitetime.fixed_zone(utc_offset_h) if utc_offset_h is not None else None)
+        start = periodjoin.name_start_unix(p, clock)
+        starts.append(start)
+        if utc_offset_h is not None:
+            offsets.append(utc_offset_h * 3600.0)
+        elif tz is not None and start is not None:
+            offsets.append(sitetime.standard_offset_s(tz, datetime.fromtimestamp(start, UTC)))
+        else:
+            offsets.append(0.0)
+    groups = periodjoin.segments(starts, period_s, offsets)
+    untils = [starts[groups[k + 1][0]] if k + 1 < len(groups) else None for k in range(len(groups))]
+    return [WorkItem("join", tuple(paths[i] for i in group), metadata, period_min, options, utc_offset_h, until)
+            for group, until in zip(groups, untils, strict=True)]
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _zone_line(done: list[tuple[WorkItem, list[FileOutcome]]]) -> str | None:
+    """One line on the files whose time stamps are UTC because they name no known zone."""
+    noted = [(item, result[0]) for item, result in done if result and result[0].zone_note and result[0].rows]
+    if not noted:
+        return None
+    kinds = sorted({o.zone_note for _, o in noted if o.zone_note})
+    files = sum(len(item.paths) - (len(result) - 1) for item, result in done if result and result[0].zone_note
+                and result[0].rows)
+    return (f"fluxedge: note: {'; '.join(kinds)} in {files} file(s) (e.g. {Path(noted[0][1].path).name}): "
+            "TIMESTAMP_START/END are UTC; --utc-offset HOURS gives the site's standard time")
+
+
+def reasons_path(out_path: str | Path) -> Path:
+    """The companion file of the reasons: ``<out stem>_reasons.csv`` next to the output."""
+    out = Path(out_path)
+    return out.with_name(f"{out.stem}_reasons.csv")
 
 
 def run(paths: list[str], out_path: str, metadata: str | None = None, period_min: float | None = None,
-        jobs: int = 1, progress=sys.stderr, options: Options | None = None, digits: int | None = 6) -> int:
+        jobs: int = 1, progress=sys.stderr, options: Options | None = None, digits: int | None = 6,
+        utc_offset_h: float | None = None) -> int:
     """Process ``paths`` into one AmeriFlux CSV (``digits`` significant digits, None: exact ``repr``);
-    returns 0, or 1 if any file failed."""
+    returns 0, or 1 if any file failed. Time stamps: UTC + ``utc_offset_h`` hours if given, else the
+    standard time of each file's zone (UTC, with a note, for files that name none). Every missing
+    FC, FH2O, LE, H, TAU, USTAR or FCH4 gets a reason: one line on stderr per period and variable and
+    a row in ``<out stem>_reasons.csv`` (written only if there is one)."""
     started = time.monotonic()
-    outcomes: list[FileOutcome] = []
-    work = [(p, metadata, period_min, options) for p in paths]
-    show = progress is not None and len(paths) > 1
-    if jobs > 1 and len(paths) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for i, outcome in enumerate(pool.map(_job, work, chunksize=max(1, len(work) // (jobs * 8))), 1):
-                outcomes.append(outcome)
-                if show:
-                    _progress(progress, i, len(paths), started)
-    else:
-        for i, item in enumerate(work, 1):
-            outcomes.append(_job(item))
+    work = plan(paths, metadata, period_min, options, utc_offset_h)
+    show = progress is not None and _isatty(progress) and len(paths) > 1
+    done: list[tuple[WorkItem, list[FileOutcome]]] = []
+    files_done = 0
+    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(work) > 1 else None
+    try:
+        results = pool.map(_job, work, chunksize=max(1, len(work) // (jobs * 8))) if pool else map(_job, work)
+        for item, result in zip(work, results, strict=True):
+            done.append((item, result))
+            files_done += len(item.paths)
             if show:
-                _progress(progress, i, len(paths), started)
+                _progress(progress, files_done, len(paths), started)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     if show:
         print(file=progress)
+    outcomes = [o for _, result in done for o in result]
     failed = [o for o in outcomes if o.error]
     for o in failed:
         print(f"fluxedge: error: {o.error}", file=sys.stderr)
-    rows = sorted(((r.start_unix + o.utc_offset_s, r.end_unix + o.utc_offset_s, r.results)
-                   for o in outcomes for r in o.rows), key=lambda r: r[0])
+    note = _zone_line(done)
+    if note:
+        print(note, file=sys.stderr)
+    periods = sorted(((r.start_unix + o.utc_offset_s, r.end_unix + o.utc_offset_s, r, o.path)
+                      for o in outcomes for r in o.rows), key=lambda x: x[0])
+    rows = [(start, end, r.results) for start, end, r, _ in periods]
     columns = [c for c in ameriflux.COLUMNS if c not in ameriflux.CH4_COLUMNS or any(c in r[2] for r in rows)]
+    reasons = [(start, end, var, why, path) for start, end, r, path in periods for var, why in r.reasons.items()
+               if var in columns]
+    for start, end, var, why, path in reasons:
+        print(f"fluxedge: {ameriflux.timestamp(start)}-{ameriflux.timestamp(end)} {var} = -9999: {why} "
+              f"({Path(path).name})", file=sys.stderr)
     with open(out_path, "w", newline="") as fh:
         n = ameriflux.write(fh, rows, columns, digits=digits)
+    companion = reasons_path(out_path)
+    if reasons:
+        with open(companion, "w", newline="") as fh:
+            ameriflux.write_reasons(fh, [r[:4] for r in reasons])
+    elif companion.exists():
+        companion.unlink()  # a previous run's reasons would no longer match the output
     if progress is not None:
+        explained = f"; {len(reasons)} missing values explained in {companion}" if reasons else ""
         print(f"{n} periods from {len(paths) - len(failed)} of {len(paths)} files in "
-              f"{time.monotonic() - started:.1f} s -> {out_path}", file=progress)
+              f"{time.monotonic() - started:.1f} s -> {out_path}{explained}", file=progress)
     return 1 if failed else 0
 
 

@@ -64,3 +64,13 @@ def test_closed_path_mixing_ratio_chain_matches_eddypro_degeb():
         got = corrected_fluxes(inp, air)
         assert got["FC_0"] == pytest.approx(r["un_co2_flux"], rel=2e-4)
         _check(r, got)
+
+
+@pytest.mark.parametrize("u_w", [-0.05, 0.03])
+def test_tau_carries_the_sign_of_the_momentum_covariance(u_w):
+    """EddyPro 7 (fluxes0): Tau = rho u*^2 with the sign of cov(u', w'); u* = (uw^2 + vw^2)^(1/4)."""
+    air = air_from_sonic(295.0, 95000.0, rho_w_kg_m3=0.01)
+    res = corrected_fluxes(FluxInputs(w_ts=0.1, u_w=u_w, v_w=0.01), air)
+    magnitude = air.rho_a * (u_w**2 + 0.01**2) ** 0.5
+    assert res["TAU"] == pytest.approx(magnitude if u_w > 0 else -magnitude)
+    assert res["USTAR"] == pytest.approx((u_w**2 + 0.01**2) ** 0.25)

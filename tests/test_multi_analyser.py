@@ -27,11 +27,11 @@ from station import messages, towerconfig
 from station.archive import archive_path
 from station.daemon import Station
 from station.flux import spectral
-from station.flux.pipeline import Options
+from station.flux.pipeline import Options, process
 from station.fluxjob import run_job
 from station.periodblock import PeriodOutcome
 from station.rawdata import read_raw
-from station.reprocess import process_file, setup_for
+from station.reprocess import ENGINE_VARIABLES, process_file, setup_for
 from station.towerconfig import Instrument
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,17 +99,27 @@ def test_each_analyser_is_its_own_instrument_in_the_archive_and_engine(tmp_path)
     a = gases["ch4"].analyser
     assert a.path_length_m == li7700.path_length_m == 0.5 and not gases["ch4"].self_heating
     assert (a.horizontal_separation_m, a.vertical_separation_m) == (math.hypot(0.3, -0.2), 0.1)
-    # EddyPro's open-path window from each analyser's own separation: +-(2 s m-1 x d + 0.3 s)
-    assert gases["ch4"].lag_s == pytest.approx((0.0, -(2 * math.hypot(0.3, 0.2) + 0.3), 2 * math.hypot(0.3, 0.2) + 0.3))
+    # EddyPro's open-path window from each analyser's own separation, vertical included:
+    # +-(2 s m-1 x sqrt(h^2 + v^2) + 0.3 s)
+    reach = 2 * math.sqrt(0.3**2 + 0.2**2 + 0.1**2) + 0.3
+    assert gases["ch4"].lag_s == pytest.approx((0.0, -reach, reach))
     assert gases["co2"].lag_s[2] == pytest.approx(2 * math.hypot(0.15, 0.05) + 0.3)
 
-    # FCH4 [nmol m-2 s-1]: the imposed flux once the spectral factor is taken out (white-noise turbulence
-    # needs none), within sampling error; CH4 [nmol mol-1] near the imposed 1.95 umol mol-1
+    # FCH4 [nmol m-2 s-1]: the emulator's densities carry no spectroscopic effect, so with the LI-7700
+    # corrections of McDermitt et al. (2011) switched off the imposed flux comes back once the spectral
+    # factor is taken out (white-noise turbulence needs none), within sampling error; with them on,
+    # FCH4 is A [F1 + B E-term + C H-term]; CH4 [nmol mol-1] near the imposed 1.95 umol mol-1 times A
     r = outcome.results
     truth = true_fluxes(TurbulenceSpec())["FCH4"]
     assert r["FCH4_SCF"] > 1.0
-    assert abs(r["FCH4"] / r["FCH4_SCF"] - truth) < 0.1 * truth, (r["FCH4"], truth)
-    assert abs(r["CH4"] - 1950.0) < 0.05 * 1950.0
+    setup = setup_for(raw, 600.0)
+    plain_setup = dataclasses.replace(setup, gases=tuple(dataclasses.replace(g, li7700=False) for g in setup.gases))
+    columns = {c: raw.columns[c] for c in ENGINE_VARIABLES if c in raw.columns}
+    plain = process(columns, plain_setup)
+    assert abs(plain["FCH4"] / plain["FCH4_SCF"] - truth) < 0.1 * truth, (plain["FCH4"], truth)
+    a, b, c = r["SPEC_CORR_LI7700_A"], r["SPEC_CORR_LI7700_B"], r["SPEC_CORR_LI7700_C"]
+    assert 0.8 < a < 1.2 and b > 1.0 and c > 1.0 and r["FCH4"] != pytest.approx(plain["FCH4"], rel=1e-3)
+    assert abs(r["CH4"] / a - 1950.0) < 0.05 * 1950.0
     assert math.isfinite(r["FCH4_SSITC_TEST"]) and math.isfinite(r["CH4_LAG"]) and r["FCH4_RANDUNC"] > 0
 
 

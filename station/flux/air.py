@@ -83,9 +83,11 @@ class Air:
 
     @property
     def dry_molar_density_sonic(self) -> float:
-        """(p - e) / (R Ts) [mol m-3]: the dry-air molar density EddyPro multiplies dry mixing-ratio
-        covariances by (with the molar volume it reports, R Ts / p)."""
-        return (self.p_pa - self.e_pa) / (R_J_MOL_K * self.ts_k)
+        """(p - e) / (R T) [mol m-3]: the dry-air molar density EddyPro multiplies dry mixing-ratio
+        covariances by, with the temperature of its molar volume ``va_m3_mol`` = R T / p: the measured
+        ambient air temperature where there is one, else the sonic temperature (EddyPro 7
+        ``AirAndCellParameters``)."""
+        return (self.p_pa - self.e_pa) / self.p_pa / self.va_m3_mol
 
 
 def air_from_sonic(ts_k, p_pa, rho_w_kg_m3=None, h2o_mole_fraction=None, iterations: int = 4,

@@ -35,6 +35,8 @@ class Gas:
     mean: float
     measure_type: str = DENSITY
     open_path: bool = True
+    #: LI-7700 spectroscopic multipliers (A, B, C) of McDermitt et al. (2011), or None
+    spectroscopic: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def corrected_fluxes(inp: FluxInputs, air: Air) -> dict[str, float]:
     scf = {k: float(v) for k, v in inp.scf.items()}
     f = {name: scf.get(name, 1.0) for name in ("TAU", "H", "LE", "FC", "FCH4")}
     out: dict[str, float] = {}
-    tau0 = -air.rho_a * np.sqrt(inp.u_w**2 + inp.v_w**2)
+    # EddyPro 7: rho u*^2 with the sign of cov(u', w') (negative for a downward momentum flux)
+    tau0 = np.copysign(air.rho_a * np.sqrt(inp.u_w**2 + inp.v_w**2), inp.u_w)
     tau = tau0 * f["TAU"]
     out.update(TAU_0=tau0, TAU=tau, USTAR=np.sqrt(abs(tau) / air.rho_a))
 
@@ -109,9 +112,18 @@ def corrected_fluxes(inp: FluxInputs, air: Air) -> dict[str, float]:
             # Webb et al. (1980) eq. 24 in molar form (Burba et al. 2008): the vapour term with
             # E / (1 + mu sigma) = w'rho_v' + rho_v/T w'T', the heat term with the corrected H.
             rho_c = _density_mol_m3(gas, air, 1e-6) * 1e6  # umol m-3
-            e_term = 0.0 if np.isnan(e3) else e3 * rho_c / ((1.0 + MU * air.sigma) * air.rho_d_mol)
             h_path = h3 + inp.surface_heat_w_m2.get(name, 0.0)
-            f1 = f1 + e_term + h_path * rho_c / (air.rho_cp * air.ta_k)
+            if gas.spectroscopic is not None:
+                # LI-7700, McDermitt et al. (2011) eq. 10 as EddyPro 7 (fluxes23): the original WPL
+                # form with E spectrally corrected but not WPL-corrected, H as corrected here,
+                # F = A [F1 + B mu (rho_c / rho_d) E + C (1 + mu sigma) rho_c H / (rho cp Ta)]
+                a, b, c = gas.spectroscopic
+                e1_mol = 0.0 if inp.h2o is None or np.isnan(e0) else e0 * f["LE"]
+                f1 = a * (f1 + b * e1_mol * rho_c / air.rho_d_mol
+                          + c * (1.0 + MU * air.sigma) * h_path * rho_c / (air.rho_cp * air.ta_k))
+            else:
+                e_term = 0.0 if np.isnan(e3) else e3 * rho_c / ((1.0 + MU * air.sigma) * air.rho_d_mol)
+                f1 = f1 + e_term + h_path * rho_c / (air.rho_cp * air.ta_k)
         out[f"{key}_0"] = f0
         out[key] = f1
     return {k: float(v) for k, v in out.items()}

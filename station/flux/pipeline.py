@@ -16,7 +16,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from station.flux import despike, detrend, footprint, qc, selfheating, spectral, timelag, uncertainty, vm97
+from station.flux import (
+    despike,
+    detrend,
+    footprint,
+    li7700,
+    qc,
+    screening,
+    selfheating,
+    sonicframe,
+    spectral,
+    timelag,
+    uncertainty,
+    vm97,
+)
 from station.flux.air import Air, air_from_sonic, ambient_pressure_pa
 from station.flux.constants import G_M_S2, MV_KG_MOL, R_J_MOL_K, VON_KARMAN
 from station.flux.fluxes import DENSITY, FluxInputs, Gas, corrected_fluxes
@@ -39,6 +52,8 @@ class GasSetup:
     lag_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
     #: an LI-7500-family open path, whose surfaces heat the air it measures (Burba et al. 2008)
     self_heating: bool = False
+    #: an LI-7700: its CH4 takes the spectroscopic corrections of McDermitt et al. (2011)
+    li7700: bool = False
 
     @property
     def open_path(self) -> bool:
@@ -65,6 +80,14 @@ class Setup:
     period_mid_unix_s: float | None = None
     #: day or night if known (e.g. from global radiation); None: from the solar elevation
     daytime: bool | None = None
+    #: the anemometer's frame (:mod:`station.flux.sonicframe`): wind format, rotation into the
+    #: common frame [deg] and left-handed axes
+    wind_format: str = "uvw"
+    sonic_rotation_deg: float = 0.0
+    sonic_flip_u: bool = False
+    sonic_flip_v: bool = False
+    #: diagnostic words that screen records before anything else (:mod:`station.flux.screening`)
+    diagnostics: tuple[screening.DiagnosticScreen, ...] = ()
 
     def is_daytime(self) -> bool:
         """Given, or the sun above the horizon at the middle of the period (day if the time is unknown)."""
@@ -124,9 +147,14 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     fraction [umol mol-1 CO2 and CH4, mmol mol-1 H2O]), optional ``pa`` [Pa] and a measured ambient
     air temperature ``ta`` [K] (used as Ta instead of the sonic's, as EddyPro does). NaN = missing."""
     options = options or Options()
+    columns, screened = screening.screen(columns, setup.diagnostics)
     gases = {g.name: g for g in setup.gases if g.name in columns}
     names = [*WIND, "ts", *gases]
     x = np.vstack([np.asarray(columns[n], dtype=float) for n in names])
+    if setup.wind_format != "uvw" or setup.sonic_rotation_deg or setup.sonic_flip_u or setup.sonic_flip_v:
+        x[0], x[1], x[2] = sonicframe.to_common_frame(x[0], x[1], x[2], wind_format=setup.wind_format,
+                                                      rotation_deg=setup.sonic_rotation_deg,
+                                                      flip_u=setup.sonic_flip_u, flip_v=setup.sonic_flip_v)
     vm_out: dict[str, float] = {}
     if options.vm97_tests:
         x, spikes, vm_out = _vm97(x, names, gases, setup, options)
@@ -138,6 +166,8 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
         x, spikes = _despike(x, names, setup, options)
     n_samples = x.shape[1]
     used = int(np.sum(np.all(np.isfinite(x[:4]), axis=0)))
+    # EddyPro: the circular mean of the sample directions after despiking, before the tilt correction
+    wind_dir = sonicframe.mean_wind_direction_deg(x[0], x[1], setup.north_offset_deg)
 
     # tilt correction of the wind samples
     mean_raw = _row_means(x[:3])
@@ -175,7 +205,8 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     d, z0 = setup.heights()
     zm = setup.measurement_height_m - d
     u_mean = float(np.hypot(means[0], means[1]))
-    gas_inputs = {name: Gas(cov[2, idx[name]], means[idx[name]], g.measure_type, g.open_path)
+    gas_inputs = {name: Gas(cov[2, idx[name]], means[idx[name]], g.measure_type, g.open_path,
+                            spectroscopic=_li7700_multipliers(air) if g.li7700 and g.open_path else None)
                   for name, g in gases.items()}
     surface: dict[str, float] = {}
     extra_out: dict[str, float] = {}
@@ -205,8 +236,19 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
         if key in out:
             out[key] *= 1e3
     out.update(_stats(x, fl, cov, means, idx, air, setup, mean_raw, gases))
+    out["WD"] = wind_dir
+    diag_names = {"u": "SONIC", "co2": "CO2", "h2o": "H2O", "ch4": "CH4"}
+    out.update({f"{diag_names[k]}_DIAG_NREX": float(v) for k, v in screened.items() if k in diag_names})
     out.update(MO_LENGTH=mo_length, ZL=zl, N_SAMPLES=float(used), MISSING_PCT=100.0 * (n_samples - used) / n_samples)
-    out.update({f"{k}_SCF": v for k, v in scf.items()})
+    fluxes = {"TAU", "H", *(_FLUX_OF[n] for n in gases)}
+    out.update({f"{k}_SCF": v for k, v in scf.items() if k in fluxes})
+    for name, gas in gas_inputs.items():
+        if gas.spectroscopic is not None:
+            a, b, c = gas.spectroscopic
+            out.update(SPEC_CORR_LI7700_A=a, SPEC_CORR_LI7700_B=b, SPEC_CORR_LI7700_C=c)
+            key = name.upper()
+            if key in out:  # EddyPro reports the LI-7700's mole fraction times A (LI-7700 manual eq. 6.13)
+                out[key] *= a
     out.update({f"{n.upper()}_LAG": v for n, v in lags.items()})
     out.update({f"{n.upper()}_SPIKES": float(s) for n, s in zip(names, np.atleast_1d(spikes), strict=True)})
     out.update(_quality(fl, cov, idx, names, res, air, zl, setup, options))
@@ -242,6 +284,16 @@ def _vm97(x: np.ndarray, names: list[str], gases: dict[str, GasSetup], setup: Se
     out["VM97_HARD_FLAGS"] = float(sum(v == 1 for t, f in res.flags.items() if t.endswith("_hf") for v in f.values())
                                    + sum(v == 1 for v in res.wind_flags.values()))
     return cleaned, spikes, out
+
+
+_FLUX_OF = {"co2": "FC", "h2o": "LE", "ch4": "FCH4"}
+
+
+def _li7700_multipliers(air: Air) -> tuple[float, float, float]:
+    """McDermitt et al. (2011) multipliers A, B, C at the period's mean p, Ta and H2O mole fraction
+    (EddyPro 7 ``Multipliers7700``; :mod:`station.flux.li7700`)."""
+    chi_w_mmol_mol = air.e_pa / air.p_pa * 1e3
+    return li7700.multipliers(air.p_pa, air.ta_k, chi_w_mmol_mol)
 
 
 def _row_means(x: np.ndarray) -> np.ndarray:
@@ -303,10 +355,12 @@ def _air(means: np.ndarray, idx: dict[str, int], gases: dict[str, GasSetup], p_p
 
 
 def _obukhov(res: dict[str, float], air: Air) -> float:
-    """Obukhov (1946) length [m]: L = -u*^3 Ta / (k g w'T'), w'T' = H / (rho cp)."""
+    """Obukhov (1946) length [m]: L = -u*^3 theta / (k g w'T'), w'T' = H / (rho cp), with the potential
+    temperature theta = Ta (1e5 Pa / p)^0.286 (EddyPro 7 ``fluxes23``)."""
     wt = res["H"] / air.rho_cp
+    theta = air.ta_k * (1e5 / air.p_pa) ** 0.286
     with np.errstate(divide="ignore", invalid="ignore"):
-        return float(-(res["USTAR"] ** 3) * air.ta_k / (VON_KARMAN * G_M_S2 * wt))
+        return float(-(res["USTAR"] ** 3) * theta / (VON_KARMAN * G_M_S2 * wt))
 
 
 def _spectral(options: Options, setup: Setup, gases: dict[str, GasSetup], u: float, zl: float, zm: float,
@@ -324,8 +378,7 @@ def _spectral(options: Options, setup: Setup, gases: dict[str, GasSetup], u: flo
 
 
 def _stats(x, fl, cov, means, idx, air: Air, setup: Setup, mean_raw, gases: dict[str, GasSetup]) -> dict[str, float]:
-    wd = (setup.north_offset_deg - np.degrees(np.arctan2(mean_raw[1], mean_raw[0])) + 180.0) % 360.0
-    out = {"WS": float(np.hypot(mean_raw[0], mean_raw[1])), "WD": float(wd),
+    out = {"WS": float(np.hypot(mean_raw[0], mean_raw[1])),
            "U_SIGMA": float(np.sqrt(cov[0, 0])), "V_SIGMA": float(np.sqrt(cov[1, 1])),
            "W_SIGMA": float(np.sqrt(cov[2, 2])), "T_SONIC": air.ts_k - 273.15, "TA": air.ta_k - 273.15,
            "PA": air.p_pa / 1e3, "RHO_AIR": air.rho_a, "CP": air.cp, "RH": air.rh_pct,

@@ -55,7 +55,8 @@ def read_raw(path: str | Path, metadata: Metadata | str | Path | None = None, **
 
     ``options`` go to the reader: ``variables`` (limit the columns read: canonical or EddyPro names,
     a bare gas name selects its preferred measure type only, ``co2_molar_density`` that one too),
-    ``gas_preference`` (which measure type gets the plain gas name), ``tz`` (zone of the times in
+    ``gas_preference`` (which measure type gets the plain gas name: one order for every gas, one per gas, or
+    None for EddyPro's choice by the path type of each gas's analyser), ``tz`` (zone of the times in
     file names and time stamps; .ghg: the header's), ``start`` (the period start, overriding the
     file name), ``prototype`` (TOA5 and delimited: EddyPro's file-name prototype,
     ``TOA5_x_yyyy_mm_dd_HHMM.dat``).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -21,9 +21,62 @@ CANONICAL_NAMES = {
     "anemometer_diagnostic": "diag_sonic", "diag_anem": "diag_sonic",
 }
 
-#: Which measure type becomes the plain gas name when a file has several (EddyPro's preference for
-#: closed-path analysers: dry mixing ratios need no density corrections).
-DEFAULT_GAS_PREFERENCE: tuple[str, ...] = ("mixing_ratio", "mole_fraction", "molar_density")
+#: Which measure type becomes the plain gas name when a file has several, as EddyPro 7's
+#: ``DefaultVarsSelection`` picks them by the path type of the gas's analyser: closed and enclosed
+#: paths prefer dry mixing ratios (no density corrections), then mole fractions, then densities;
+#: open paths prefer molar densities (so the WPL terms of Webb et al. 1980 apply to what was measured).
+CLOSED_PATH_PREFERENCE: tuple[str, ...] = ("mixing_ratio", "mole_fraction", "molar_density")
+OPEN_PATH_PREFERENCE: tuple[str, ...] = ("molar_density", "mole_fraction", "mixing_ratio")
+#: ``None``: EddyPro's choice per gas (:func:`eddypro_gas_preference`).
+DEFAULT_GAS_PREFERENCE = None
+#: Ambient air temperature and pressure: EddyPro takes the LI-7700's when one is in the file (its
+#: thermocouple and barometer sit in the open path), otherwise the last ``air_t``/``air_p`` column.
+AMBIENT_VARIABLES = ("air_t", "air_p")
+
+GasPreference = Sequence[str] | Mapping[str, Sequence[str]] | None
+
+
+def eddypro_gas_preference(metadata: Metadata) -> dict[str, tuple[str, ...]]:
+    """Measure-type preference of each gas in the file, by the path type of the analyser its columns
+    name (EddyPro 7 ``DefaultVarsSelection``); gases of an unnamed or unknown analyser take the
+    closed-path order."""
+    out: dict[str, tuple[str, ...]] = {}
+    for col in metadata.read_columns:
+        if col.variable not in GASES or col.variable in out:
+            continue
+        ins = metadata.instrument(col.instrument) if col.instrument else None
+        out[col.variable] = OPEN_PATH_PREFERENCE if ins is not None and ins.open_path else CLOSED_PATH_PREFERENCE
+    return out
+
+
+def _preference_for(gas: str, gas_preference: GasPreference, metadata: Metadata) -> Sequence[str]:
+    if gas_preference is None:
+        return eddypro_gas_preference(metadata).get(gas, CLOSED_PATH_PREFERENCE)
+    if isinstance(gas_preference, Mapping):
+        return gas_preference.get(gas, CLOSED_PATH_PREFERENCE)
+    return gas_preference
+
+
+def _check_preference(gas_preference: GasPreference) -> None:
+    if gas_preference is None:
+        return
+    orders = gas_preference.values() if isinstance(gas_preference, Mapping) else [gas_preference]
+    for order in orders:
+        for m in order:
+            if m not in GAS_MEASURE_TYPES:
+                raise ValueError(f"unknown gas measure type {m!r}; one of {', '.join(GAS_MEASURE_TYPES)}")
+
+
+def ambient_column(metadata: Metadata, variable: str) -> Column | None:
+    """The ``air_t`` or ``air_p`` column EddyPro takes as ambient: the LI-7700's, else the last one."""
+    return min((c for c in metadata.read_columns if c.variable == variable),
+               key=lambda c: _ambient_rank(c, metadata), default=None)
+
+
+def _ambient_rank(col: Column, metadata: Metadata) -> tuple[int, int]:
+    """Sort key of the ``air_t``/``air_p`` candidates: the LI-7700's first, then the last column."""
+    ins = metadata.instrument(col.instrument) if col.instrument else None
+    return (0 if ins is not None and ins.model_base == "li7700" else 1, -col.index)
 
 
 def _name(variable: str) -> str:
@@ -41,8 +94,8 @@ def selected(column: Column, variables: Collection[str]) -> bool:
     return not names.isdisjoint(variables)
 
 
-def _preferred_gas_columns(wanted: list[Column], variables: Collection[str],
-                           gas_preference: Sequence[str]) -> list[Column]:
+def _preferred_gas_columns(wanted: list[Column], variables: Collection[str], gas_preference: GasPreference,
+                           metadata: Metadata) -> list[Column]:
     """Of a gas asked for by its bare name, only the columns of its preferred measure type present
     (those not parsed at all); a measure type asked for by name (``co2_molar_density``) stays."""
     drop: set[tuple[str, str]] = set()
@@ -50,14 +103,14 @@ def _preferred_gas_columns(wanted: list[Column], variables: Collection[str],
         if gas not in variables:
             continue
         present = {c.measure_type or "molar_density" for c in wanted if c.variable == gas}
-        chosen = next((m for m in gas_preference if m in present), None)
+        chosen = next((m for m in _preference_for(gas, gas_preference, metadata) if m in present), None)
         if chosen is not None:
             drop |= {(gas, m) for m in present if m != chosen and f"{gas}_{m}" not in variables}
     return [c for c in wanted if (c.variable, c.measure_type or "molar_density") not in drop]
 
 
 def assemble(records: Records, metadata: Metadata, *, field_offset: int, source: str,
-             gas_preference: Sequence[str] = DEFAULT_GAS_PREFERENCE,
+             gas_preference: GasPreference = DEFAULT_GAS_PREFERENCE,
              extra: dict[str, tuple[int, str]] | None = None, variables: Collection[str] | None = None,
              ) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str], list[str]]:
     """Parse the metadata's columns from ``records`` and convert them.
@@ -67,12 +120,13 @@ def assemble(records: Records, metadata: Metadata, *, field_offset: int, source:
     ``variables`` limits the columns read (see :func:`selected`). Returns columns, units, gas measure
     types and notes.
     """
-    for m in gas_preference:
-        if m not in GAS_MEASURE_TYPES:
-            raise ValueError(f"unknown gas measure type {m!r}; one of {', '.join(GAS_MEASURE_TYPES)}")
+    _check_preference(gas_preference)
     wanted: list[Column] = [c for c in metadata.read_columns if variables is None or selected(c, variables)]
     if variables is not None:
-        wanted = _preferred_gas_columns(wanted, variables, gas_preference)
+        wanted = _preferred_gas_columns(wanted, variables, gas_preference, metadata)
+    # the ambient T and p column EddyPro uses takes the plain name, whatever its place in the file
+    ambient = {v: min((c for c in wanted if c.variable == v), key=lambda c: _ambient_rank(c, metadata), default=None)
+               for v in AMBIENT_VARIABLES}
     last = max((c.index for c in wanted), default=0) - 1 + field_offset
     if wanted and last >= records.nfields:
         col = max(wanted, key=lambda c: c.index)
@@ -111,6 +165,11 @@ def assemble(records: Records, metadata: Metadata, *, field_offset: int, source:
             variants.setdefault(col.variable, {})
         else:
             name = _name(col.variable)
+        if col.variable in AMBIENT_VARIABLES and ambient[col.variable] is not col:
+            chosen = ambient[col.variable]
+            notes.append(f"column {col.index} ({col.variable}) kept as {name}_col{col.index}: the ambient "
+                         f"{col.variable} is column {chosen.index} ({chosen.instrument or 'no instrument'})")
+            name = f"{name}_col{col.index}"
         if name in columns:
             dup = f"{name}_col{col.index}"
             notes.append(f"column {col.index} ({col.variable}) duplicates {name!r}: kept as {dup!r}")
@@ -124,14 +183,15 @@ def assemble(records: Records, metadata: Metadata, *, field_offset: int, source:
             columns[name] = result.values
             units[name] = unit
     for gas, by_type in variants.items():
-        for measure in gas_preference:
+        for measure in _preference_for(gas, gas_preference, metadata):
             if measure in by_type:
                 columns[gas] = columns[by_type[measure]]
                 units[gas] = units[by_type[measure]]
                 gas_types[gas] = measure
                 break
         else:
-            notes.append(f"{gas}: only {', '.join(sorted(by_type))} present, none of {', '.join(gas_preference)}")
+            notes.append(f"{gas}: only {', '.join(sorted(by_type))} present, none of "
+                         f"{', '.join(_preference_for(gas, gas_preference, metadata))}")
     if "ts" not in columns and "sos" in columns:
         columns["ts"] = sonic_temperature_from_sos(columns["sos"])
         units["ts"] = "K"

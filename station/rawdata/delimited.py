@@ -12,11 +12,11 @@ Limitation: quoted fields must not contain the separator (true of TOA5 and LI-CO
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
-from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, assemble
+from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, GasPreference, assemble
 from station.rawdata._textparse import split_records
 from station.rawdata._timestamps import localize, time_from_name
 from station.rawdata.errors import RawDataError
@@ -67,7 +67,7 @@ def period_bounds(path: Path, metadata: Metadata, n: int, *, start: datetime | N
 
 def read_delimited(path: str | Path, metadata: Metadata | str | Path | None, *, start: datetime | None = None,
                    prototype: str | None = None, tz: tzinfo | None = None,
-                   gas_preference: Sequence[str] = DEFAULT_GAS_PREFERENCE,
+                   gas_preference: GasPreference = DEFAULT_GAS_PREFERENCE,
                    variables: Collection[str] | None = None) -> RawPeriod:
     """Read a delimited text file described by ``metadata`` (a :class:`Metadata` or a path to one).
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path, PurePosixPath
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, assemble
+from station import sitetime
+from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, GasPreference, assemble
 from station.rawdata._textparse import split_records
 from station.rawdata.delimited import period_bounds
 from station.rawdata.errors import RawDataError
@@ -97,16 +97,11 @@ def _data_header(buf: bytes, path: Path) -> tuple[dict[str, str], list[str], int
 
 
 def _zone(name: str | None) -> tzinfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+    return sitetime.zone(name)
 
 
 def read_ghg(path: str | Path, metadata: Metadata | str | Path | None = None, *,
-             gas_preference: Sequence[str] = DEFAULT_GAS_PREFERENCE, tz: tzinfo | None = None,
+             gas_preference: GasPreference = DEFAULT_GAS_PREFERENCE, tz: tzinfo | None = None,
              start: datetime | None = None, variables: Collection[str] | None = None) -> RawPeriod:
     """Read a ``.ghg`` archive. The metadata inside is used unless ``metadata`` overrides it;
     ``tz`` overrides the header's time zone."""

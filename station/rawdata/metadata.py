@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from station.flux import instruments
 from station.rawdata.errors import RawDataError
 from station.rawdata.units import GAS_MEASURE_TYPES, GASES, VARIABLE_DIMENSION, Conversion, UnitError, conversion_for
 
@@ -34,19 +35,9 @@ SEPARATORS = {"comma": ",", "tab": "\t", "semicolon": ";", "space": " "}
 #: Variables that mark a column as not to be read.
 SKIPPED_VARIABLES = frozenset({"ignore", "not_numeric", ""})
 
-#: EddyPro's instrument models (without the ``_N`` suffix) by kind.
-SONIC_MODELS = frozenset({
-    "hs_50", "hs_100", "r2", "r3_50", "r3_100", "r3a_100", "wm", "wmpro", "usa1_standard", "usa1_fast",
-    "csat3", "csat3b", "usoni3_classa_mp", "usoni3_cage_mp", "81000", "81000v", "81000re", "81000vre",
-    "generic_sonic",
-})
-IRGA_MODELS = frozenset({
-    "li7500", "li7500a", "li7500rs", "li7500ds", "li7200", "li7200rs", "li7700", "li6262", "li7000",
-    "generic_open_path", "generic_closed_path", "open_path_krypton", "open_path_lyman", "closed_path_krypton",
-    "closed_path_lyman",
-})
-_SONIC_MAKERS = frozenset({"gill", "csi", "metek", "young"})
-_IRGA_MAKERS = frozenset({"licor", "other_irga"})
+#: EddyPro's instrument models (without the ``_N`` suffix) by kind: the instrument table's.
+SONIC_MODELS = frozenset(instruments.SONIC_MODELS)
+IRGA_MODELS = frozenset(instruments.ANALYSER_MODELS)
 CONVERSIONS = ("none", "gain_offset", "zero_fullscale")
 
 _COL_KEY = re.compile(r"^col_(\d+)_(.+)$")
@@ -110,7 +101,13 @@ class Instrument:
 
     @property
     def closed_path(self) -> bool:
-        return self.kind == "irga" and (self.tube_length_m or 0.0) > 0.0
+        """A closed (or enclosed) path analyser, by its model as EddyPro decides it: the tube keys are
+        ignored (SmartFlux writes ``tube_length=100`` for open-path analysers)."""
+        return self.kind == "irga" and instruments.analyser_model(self.model).closed_path
+
+    @property
+    def open_path(self) -> bool:
+        return self.kind == "irga" and not self.closed_path
 
 
 @dataclass(frozen=True)
@@ -195,7 +192,7 @@ class Metadata:
 
 
 def _model_base(model: str) -> str:
-    return re.sub(r"_\d+$", "", model.strip().lower())
+    return instruments.model_base(model)
 
 
 def _parse_ini(text: str, source: str) -> dict[str, dict[str, str]]:
@@ -286,15 +283,13 @@ def _instrument(sec: _Section, n: int) -> Instrument:
         value = sec.number(key(name))  # in EddyPro's unit; ``per`` of them make the SI unit
         return None if value is None else value / per
 
-    manufacturer = sec.text(key("manufacturer")).lower()
+    manufacturer = sec.text(key("manufacturer"), "").lower()
     model = sec.text(key("model"))
-    base = _model_base(model)
-    if base in SONIC_MODELS or (base not in IRGA_MODELS and manufacturer in _SONIC_MAKERS):
-        kind = "sonic"
-    elif base in IRGA_MODELS or manufacturer in _IRGA_MAKERS:
-        kind = "irga"
-    else:
-        kind = "other"
+    kind = instruments.kind_of(model, manufacturer)
+    if _model_base(model) not in SONIC_MODELS | IRGA_MODELS:
+        raise sec.error(key("model"), f"unknown instrument model {model!r} (manufacturer "
+                                      f"{manufacturer or 'not set'!r}); fluxedge knows: {instruments.known_models()}")
+    assert kind is not None
     height = opt("height")
     if kind == "sonic":
         if height is None:

@@ -15,13 +15,13 @@ are read anyway as ``diag_sonic`` / ``diag_irga``.
 from __future__ import annotations
 
 import csv
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime, tzinfo
 from pathlib import Path
 
 import numpy as np
 
-from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, assemble
+from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, GasPreference, assemble
 from station.rawdata._textparse import split_records
 from station.rawdata._timestamps import iso_column_to_unix
 from station.rawdata.delimited import period_bounds, read_bytes, resolve_metadata
@@ -58,7 +58,7 @@ def _header(buf: bytes, path: Path) -> list[list[str]]:
 
 def read_toa5(path: str | Path, metadata: Metadata | str | Path | None, *, tz: tzinfo | None = None,
               start: datetime | None = None, prototype: str | None = None,
-              gas_preference: Sequence[str] = DEFAULT_GAS_PREFERENCE,
+              gas_preference: GasPreference = DEFAULT_GAS_PREFERENCE,
               variables: Collection[str] | None = None) -> RawPeriod:
     """Read a TOA5 file whose columns ``metadata`` (a :class:`Metadata` or its path) describes."""
     path = Path(path)
