@@ -63,7 +63,9 @@ def _geometry(md: Metadata, ins: Instrument, spec) -> tuple[float, float]:
 def master_sonic(md: Metadata) -> Instrument | None:
     """EddyPro's master anemometer: the first one that the wind columns name, else the first described."""
     named = {c.instrument for c in md.read_columns if c.variable in ("u", "v", "w")}
-    return next((i for i in md.instruments if i.kind == "sonic" and i.model in named), md.sonic)
+    # an IRGASON is an analyser and a sonic in one: its wind columns make it the master sonic
+    return next((i for i in md.instruments if i.model in named and
+                 (i.kind == "sonic" or i.model_base in instruments.SONIC_MODELS)), md.sonic)
 
 
 def _sonic(md: Metadata, sonic: Instrument | None) -> tuple[spectral.Sonic, instruments.SonicModel | None]:

@@ -64,6 +64,24 @@ def test_analyser_geometry_and_path_type_are_eddypros(model):
     assert instruments.kind_of(model) == "irga"
 
 
+@pytest.mark.parametrize(("model", "closed", "vpath"), [("ec150", False, 0.1537), ("irgason", False, 0.1537),
+                                                     ("ec155", True, 0.12)])
+def test_campbell_analysers_not_in_eddypro_have_campbells_geometry(model, closed, vpath):
+    spec = instruments.analyser_model(f"{model}_1")
+    assert (spec.closed_path, spec.vpath_m) == (closed, vpath)
+    assert instruments.sonic_model("irgason_1").direction_offset_deg == -180.0  # its CSAT3A head
+
+
+def test_irgason_is_its_own_master_sonic():
+    text = _metadata_text().replace("hs_50_1", "irgason_1").replace("li7200_1", "irgason_1")
+    text = text.replace("instr_1_manufacturer=gill", "instr_1_manufacturer=csi")
+    md = parse_metadata(text, "irgason.metadata")
+    from station.enginesetup import master_sonic
+
+    sonic = master_sonic(md)
+    assert sonic is not None and sonic.model == "irgason_1" and sonic.height_m == 3.8
+
+
 @pytest.mark.parametrize(("model", "closed"), sorted(GENERIC.items()))
 def test_generic_models_take_geometry_from_the_metadata(model, closed):
     spec = instruments.analyser_model(model)

@@ -46,8 +46,16 @@ def to_common_frame(u: np.ndarray, v: np.ndarray, w: np.ndarray, *, wind_format:
 def mean_wind_direction_deg(u: np.ndarray, v: np.ndarray, north_offset_deg: float = 0.0) -> float:
     """Circular mean [deg, 0-360] of the sample directions 180 - atan2(v, u) + offset (EddyPro)."""
     ok = np.isfinite(u) & np.isfinite(v)
-    if not ok.any():
-        return float("nan")
-    d = np.radians(180.0 + north_offset_deg) - np.arctan2(v[ok], u[ok])
-    mean = np.degrees(np.arctan2(np.mean(np.sin(d)), np.mean(np.cos(d))))
-    return float(mean % 360.0)
+    if not ok.all():
+        if not ok.any():
+            return float("nan")
+        u, v = u[ok], v[ok]
+    # circmean(C - a) = C - circmean(a), and circmean(a) = atan2(<sin a>, <cos a>) with sin a = v / |U|,
+    # cos a = u / |U|: no trigonometry per sample (a calm sample, atan2(0, 0) = 0, counts as cos a = 1)
+    speed = np.hypot(u, v)
+    calm = speed == 0.0
+    if calm.any():
+        speed[calm] = 1.0
+        u = np.where(calm, 1.0, u)
+    mean_a = np.arctan2(np.mean(v / speed), np.mean(u / speed))
+    return float((180.0 + north_offset_deg - np.degrees(mean_a)) % 360.0)
