@@ -2,13 +2,111 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from collector.lineprotocol import escape_tag
 from station.config import MqttConfig
 from station.configschema import between, build, check, positive, read_toml
 from station.messages import DATA_KINDS
+
+#: longest client id [bytes of UTF-8]. MQTT 5 allows 65,535 and obliges a broker to accept only 23;
+#: mosquitto 2.0 sets no limit of its own. 128 holds any naming scheme (role, fully qualified host,
+#: process number) while keeping the broker's log lines, its persistence file and the InfluxDB tag
+#: ``collector`` (the metrics' series key) of sane size.
+MAX_CLIENT_ID_BYTES = 128
+#: longest topic prefix and share group name [bytes of UTF-8]
+MAX_LEVEL_BYTES = 64
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+
+
+def _control(value: str) -> bool:
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)
+
+
+def host_problem(value: str) -> str | None:
+    """Why ``value`` is not a host name or IP address, or None."""
+    if not value:
+        return 'must not be empty: the host name or IP address, e.g. "127.0.0.1"'
+    if "/" in value:
+        return f"must be a host name or IP address, not a URL, got {value!r}"
+    if value.startswith("["):
+        return f"an IPv6 address goes without brackets, got {value!r}"
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    if ":" in value:
+        return f"must be a host name or IP address without a port (the port is its own key), got {value!r}"
+    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
+        return f"is not a host name or IP address, got {value[:80]!r}"
+    return None
+
+
+def _url(value: str) -> str | None:
+    if _control(value) or any(c.isspace() for c in value):
+        return f"must not contain spaces or control characters, got {value[:80]!r}"
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc}), got {value[:80]!r}"
+    if parts.scheme not in ("http", "https"):
+        return f"must start with http:// or https://, got {value[:80]!r}"
+    if not parts.hostname:
+        return f'names no host, e.g. "http://127.0.0.1:8086", got {value[:80]!r}'
+    if parts.username is not None or parts.password is not None:
+        return "must not hold credentials: use username and password (api 1) or token (api 2)"
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        return f"must not have a query or fragment (the collector appends /write?...), got {value[:80]!r}"
+    if port == 0:
+        return "port must be 1..65535, got 0"
+    problem = host_problem(parts.hostname)
+    return None if problem is None else f"host {problem}"
+
+
+def _one_level(what: str):
+    """A single topic level: no wildcards, no '/', no control characters, 1..MAX_LEVEL_BYTES bytes."""
+    def check_level(value: str) -> str | None:
+        if not value:
+            return f"must not be empty ({what})"
+        if any(c in value for c in "+#/") or _control(value):
+            return f"must be one MQTT topic level, no '+', '#', '/' or control characters, got {value!r} ({what})"
+        if len(value.encode()) > MAX_LEVEL_BYTES:
+            return f"must be at most {MAX_LEVEL_BYTES} bytes, got {len(value.encode())}"
+        return None
+    return check_level
+
+
+_share_group = _one_level("the GROUP of $share/GROUP/...; leave the key out for no shared subscription")
+_prefix_level = _one_level("stations publish under PREFIX/v1/STATION/KIND")
+
+
+def _topic_prefix(value: str) -> str | None:
+    if value.startswith("$"):
+        return f"must not start with '$' (topics for the broker itself: $SYS, $share), got {value!r}"
+    return _prefix_level(value)
+
+
+def _client_id(value: str) -> str | None:
+    size = len(value.encode())
+    if not 1 <= size <= MAX_CLIENT_ID_BYTES:
+        return (f"must be 1 to {MAX_CLIENT_ID_BYTES} bytes, got {size}: a fixed id, unique per collector process, "
+                "names its persistent session on the broker")
+    if _control(value) or any(c in value for c in "+#/"):
+        return (f"must not contain '+', '#', '/' or control characters (they break the broker's per-client-id "
+                f"%c ACL patterns), got {value[:80]!r}")
+    try:
+        escape_tag(value)  # it also tags the collector's own metrics in InfluxDB
+    except ValueError:
+        return f"must not end in a backslash or have one before a comma, '=' or space, got {value[:80]!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -27,8 +125,9 @@ class InfluxConfig:
     timeout_s: float = field(default=10.0, metadata=check(positive))
 
     def validate(self) -> list[tuple[str, str]]:
-        if not self.url.startswith(("http://", "https://")):
-            return [("url", f"must start with http:// or https://, got {self.url!r}")]
+        problem = _url(self.url)
+        if problem:
+            return [("url", problem)]
         if self.api == 1 and not self.database:
             return [("database", "required when api = 1")]
         if self.api == 2 and not self.bucket:
@@ -52,9 +151,12 @@ def _kinds(value: list[str]) -> str | None:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    client_id: str = "fluxedge-collector"
+    #: the MQTT client id: fixed and unique per collector process (the broker keeps this persistent
+    #: session's messages); with several processes give each its own (and, if the broker wants it,
+    #: its own [mqtt] username and password)
+    client_id: str = field(default="fluxedge-collector", metadata=check(_client_id))
     #: several collectors with the same group split the load ($share/GROUP/...)
-    share_group: str | None = None
+    share_group: str | None = field(default=None, metadata=check(_share_group))
     #: message kinds to subscribe to (PREFIX/v1/+/KIND)
     kinds: list[str] = field(default_factory=lambda: list(DATA_KINDS), metadata=check(_kinds))
     #: a write holds at most this many messages ...
@@ -73,6 +175,10 @@ class IngestConfig:
     retry_max_s: float = field(default=30.0, metadata=check(between(0.1, 3600)))
     #: how often the collector logs and writes its own metrics (measurement "collector") [s]
     metrics_interval_s: float = field(default=60.0, metadata=check(between(0.1, 86400)))
+    #: the writer counts as hung (watchdog pings stop, the collector exits with status 1) when it
+    #: has neither come round its loop nor attempted a write for this long [s]; must exceed
+    #: retry_max_s + 2 x influxdb.timeout_s, the longest a healthy writer goes between attempts
+    writer_hung_s: float = field(default=120.0, metadata=check(between(1, 86400)))
 
     def validate(self) -> list[tuple[str, str]]:
         if self.receive_maximum < self.batch_size:
@@ -88,6 +194,23 @@ class CollectorConfig:
     mqtt: MqttConfig
     influxdb: InfluxConfig
     ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    def validate(self) -> list[tuple[str, str]]:
+        """What ``[mqtt]`` (shared with the station's schema) and the sections together must hold."""
+        problem = host_problem(self.mqtt.host)
+        if problem:
+            return [("mqtt.host", problem)]
+        problem = _topic_prefix(self.mqtt.topic_prefix)
+        if problem:
+            return [("mqtt.topic_prefix", problem)]
+        if self.mqtt.client_id is not None:
+            return [("mqtt.client_id", "the collector's client id is ingest.client_id; remove this key")]
+        longest_s = self.ingest.retry_max_s + 2 * self.influxdb.timeout_s
+        if self.ingest.writer_hung_s <= longest_s:
+            return [("ingest.writer_hung_s", f"must exceed retry_max_s + 2 x influxdb.timeout_s ({longest_s:g} s), "
+                                             f"the longest a healthy writer goes between write attempts, got "
+                                             f"{self.ingest.writer_hung_s:g}")]
+        return []
 
 
 def load(path: str | Path) -> CollectorConfig:

@@ -7,14 +7,24 @@ batch and manual acknowledgement: a message is PUBACKed only after the points it
 InfluxDB, so if the collector or InfluxDB dies first the broker delivers it again (points are
 keyed, a redelivery overwrites). Subscriptions are renewed on every (re)connect.
 
-Two threads: paho's network thread decodes each message as it arrives (on_message: CPU only,
-never blocking) into line-protocol groups and closes a batch at ``batch_size`` messages or
-``batch_points`` points; the writer thread also closes a batch at ``batch_age_s``, writes it
-(:class:`collector.writer.BatchWriter`: retries, isolates refused messages), acknowledges it and
-emits the metrics. While InfluxDB is away, at most ``receive_maximum`` unacknowledged messages
-wait in memory; the broker keeps the rest in the persistent session. An invalid message, or one
-whose points InfluxDB refuses on their own, goes to the dead-letter topic with its reason and is
-acknowledged, so it never blocks what follows.
+Only paho-mqtt's public API is used (``manual_ack=True``, ``on_message``, ``ack(mid, qos)``,
+``loop_start``), so a paho update cannot break ingestion by changing its internals.
+
+Two threads: paho's network thread (``loop_start``) decodes each message as it arrives
+(on_message: CPU only, never blocking) into line-protocol groups and closes a batch at
+``batch_size`` messages or ``batch_points`` points; the writer thread also closes a batch at
+``batch_age_s``, writes it (:class:`collector.writer.BatchWriter`: retries, isolates refused
+messages), acknowledges each of its messages with ``client.ack`` and emits the metrics. While
+InfluxDB is away, at most ``receive_maximum`` unacknowledged messages wait in memory; the broker
+keeps the rest in the persistent session. An invalid message, or one whose points InfluxDB refuses
+on their own, goes to the dead-letter topic with its reason and is acknowledged, so it never
+blocks what follows.
+
+Under systemd (``Type=notify``, ``WatchdogSec``) the main thread says READY once both threads run,
+WATCHDOG=1 every half watchdog interval (at most every second) only while both threads are alive
+and the writer has come round its loop or attempted a write within ``writer_hung_s``, and
+STOPPING=1 on the way out. Once unhealthy the collector stops pinging, logs why and exits with
+status 1 (systemd restarts it; nothing unacknowledged is lost: the broker delivers it again).
 """
 
 from __future__ import annotations
@@ -32,36 +42,14 @@ from collector.config import CollectorConfig
 from collector.deadletter import DeadLetters
 from collector.lineprotocol import lines_for
 from collector.metrics import Metrics, metrics_line
-from collector.receiver import Receiver
 from collector.sinks import SinkError, make_sink
 from collector.writer import BatchWriter
 from station import messages
 from station.logs import event
 from station.mqttclient import make_client
+from station.sdnotify import Notifier, watchdog_interval_s
 
 log = logging.getLogger("collector")
-
-
-def ack_all(client, msgs: list) -> None:
-    """PUBACK every QoS 1 message of ``msgs``, in one write to the socket where paho allows it.
-
-    paho's ``ack()`` queues one packet and wakes its network thread per message (~17 us each,
-    measured); here all PUBACKs (4 bytes each, reason omitted = success) go out as one queued
-    packet. Falls back to ``ack()`` if this paho lacks the internal used."""
-    queue_packet = getattr(client, "_packet_queue", None)
-    mids = [m.mid for m in msgs if m.qos == 1]
-    if queue_packet is None or not mids:
-        for m in msgs:
-            client.ack(m.mid, m.qos)
-        return
-    queue_packet(_PUBACK, b"".join([_PUBACK_HEAD + mid.to_bytes(2, "big") for mid in mids]), 0, 0)
-    for m in msgs:
-        if m.qos == 2:
-            client.ack(m.mid, m.qos)
-
-
-_PUBACK = 0x40
-_PUBACK_HEAD = bytes([_PUBACK, 2])
 
 
 @dataclass
@@ -73,11 +61,13 @@ class _Batch:
 
 
 class Collector:
-    def __init__(self, config: CollectorConfig) -> None:
+    def __init__(self, config: CollectorConfig, notifier: Notifier | None = None) -> None:
         self.config = config
+        #: systemd's sd_notify (a no-op outside systemd unless given one)
+        self.notifier = notifier if notifier is not None else Notifier()
         self.prefix = config.mqtt.topic_prefix
         self.sink = make_sink(config.influxdb)
-        self.client = make_client(config.mqtt, config.ingest.client_id, manual_ack=True, client_class=Receiver)
+        self.client = make_client(config.mqtt, config.ingest.client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -91,9 +81,15 @@ class Collector:
         self.connected = threading.Event()
         self.metrics = Metrics()
         self.dead_letters = DeadLetters(self.prefix, lambda t, body: self.client.publish(t, body, qos=1))
-        self.writer = BatchWriter(self.sink.write, self._halt, config.ingest.retry_min_s, config.ingest.retry_max_s)
+        self.writer = BatchWriter(self._sink_write, self._halt, config.ingest.retry_min_s, config.ingest.retry_max_s)
         self.points_written = 0
         self.messages_acked = 0
+        self._network: threading.Thread | None = None  # paho's, started by loop_start()
+        self._writer: threading.Thread | None = None
+        #: monotonic time the writer last came round its loop or attempted a write
+        self._writer_beat = time.monotonic()
+        #: why a thread died, once one has
+        self.failure: str | None = None
 
     def subscriptions(self) -> list[str]:
         group = self.config.ingest.share_group
@@ -159,28 +155,71 @@ class Collector:
     def stop(self) -> None:
         self._halt.set()
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """Ingest until :meth:`stop`: 0 then; 1 once a thread died or the writer hung."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.config.ingest.session_expiry_s
         props.ReceiveMaximum = self.config.ingest.receive_maximum
         mq = self.config.mqtt
         self.client.connect_async(mq.host, mq.port, mq.keepalive_s, clean_start=False, properties=props)
+        # paho's own network thread: every socket write (PUBACKs included) happens there. It is the
+        # one thread loop_start() adds (documented: "starts a new thread"), found without paho internals.
+        before = set(threading.enumerate())
         self.client.loop_start()
-        writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
-        writer.start()
+        started = [t for t in threading.enumerate() if t not in before]
+        self._network = started[0] if len(started) == 1 else None
+        self._writer = threading.Thread(target=self._guarded_write_loop, name="collector-writer", daemon=True)
+        self._writer.start()
         event(log, "collector_started", influxdb=self.config.influxdb.url, api=self.config.influxdb.api,
               batch_size=self.config.ingest.batch_size, receive_maximum=self.config.ingest.receive_maximum)
+        notifier = self.notifier
+        notifier.ready(f"ingesting from {mq.host}:{mq.port} into {self.config.influxdb.url}")
+        every_s = min(watchdog_interval_s() or 1.0, 1.0)
+        status = 0
         try:
-            while not self._halt.wait(0.5):
-                pass
+            while True:
+                problem = self.health_problem()
+                if problem is not None:
+                    if not self._halt.is_set():
+                        event(log, "collector_failed", logging.ERROR, problem=problem,
+                              note="exiting so that the service manager restarts the collector")
+                        status = 1
+                    break
+                notifier.watchdog()
+                if self._halt.wait(every_s):
+                    break
         finally:
+            notifier.stopping()
             self._halt.set()
-            writer.join(timeout=30)
+            self._writer.join(timeout=30 if status == 0 else 1)  # a hung writer is not waited for
             self.client.disconnect()
             self.client.loop_stop()
             self.sink.close()
             event(log, "collector_stopped", points=self.points_written, acked=self.messages_acked,
                   dead_letters=sum(self.dead_letters.counts.values()))
+        return status
+
+    def health_problem(self) -> str | None:
+        """None while paho's network thread and the writer thread run and the writer is not hung."""
+        if self.failure is not None:
+            return self.failure
+        if self._network is not None and not self._network.is_alive():
+            return "MQTT network thread ended"
+        if self._writer is None or not self._writer.is_alive():
+            return "writer thread ended"
+        idle_s = time.monotonic() - self._writer_beat
+        if False:  # MUTATION
+            return f"writer hung for {idle_s:.0f} s (a write to InfluxDB did not return)"
+        return None
+
+    def _guarded_write_loop(self) -> None:
+        try:
+            self._write_loop()
+        except Exception as exc:  # a bug: one log line (in run), exit 1, the broker redelivers
+            self.failure = f"writer thread died: {exc!r}"[:300]
+            return
+        if not self._halt.is_set():
+            self.failure = "writer thread ended"
 
     # --- writer thread: write, acknowledge, report ---
 
@@ -206,12 +245,17 @@ class Collector:
         interval = self.config.ingest.metrics_interval_s
         next_report = time.monotonic() + interval
         while not self._halt.is_set():
+            self._writer_beat = time.monotonic()
             batch = self._next_batch()
             if batch is not None:
                 self._write(batch)
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + interval
                 self._report()
+
+    def _sink_write(self, lines: list[str]) -> None:
+        self._writer_beat = time.monotonic()  # a write attempt (retries included) is progress
+        self.sink.write(lines)
 
     def _write(self, batch: _Batch) -> None:
         began = time.monotonic()
@@ -227,7 +271,9 @@ class Collector:
                 self.metrics.dead_letter()
             else:
                 points += len(batch.groups[i])
-        ack_all(self.client, [msg for msg, _ in batch.carriers])
+        ack = self.client.ack
+        for msg, _ in batch.carriers:  # PUBACK only now that every point of the batch is stored
+            ack(msg.mid, msg.qos)
         acked = len(batch.carriers) - len(outcome.rejected)
         self.messages_acked += acked
         self.points_written += points

@@ -1,4 +1,4 @@
-"""InfluxDB line protocol for contract records; timestamps in milliseconds (write precision "ms").
+r"""InfluxDB line protocol for contract records; timestamps in milliseconds (write precision "ms").
 
 Every point is keyed by measurement + tags + timestamp, so a redelivered message overwrites its
 earlier copy instead of duplicating it:
@@ -11,19 +11,51 @@ earlier copy instead of duplicating it:
   ``message``, float field ``value`` (if any); timestamp = record time.
 
 Numbers are always written as floats (``repr``, full precision) so a field's type never changes.
+
+Text is stored exactly as sent (checked by reading it back from a real influxd 1.6, through
+``/write`` and ``/api/v2/write``: tests/test_collector_writes.py). InfluxDB 1.x unescapes only
+what it must:
+
+- tag values: ``\,``, ``\=`` and ``\ `` are unescaped, a backslash before anything else stays a
+  backslash. So a backslash is written as it is (escaping it as ``\\`` would store two), and a value
+  that ends in a backslash, has a backslash before a comma, ``=`` or space, holds a line break or is
+  empty cannot be written faithfully at all: :func:`escape_tag` refuses it (ValueError). Station,
+  source and alarm names (``station.messages.NAME_PATTERN``) never need it; the collector's own
+  ``client_id`` tag is validated by its config for the same rule.
+- string field values (alarm ``message``): ``\\`` and ``\"`` are unescaped, nothing else. Newline
+  and carriage return are therefore written raw inside the quotes, not as ``\n``/``\r`` (InfluxDB
+  would store those two characters). The InfluxDB 1.6 reference says line protocol "does not
+  support the newline character in tag values or field values"; for string fields its parser does:
+  the line scanner (``scanLine``, models/points.go) does not end a line at a newline inside a quoted
+  field value, and influxdata's line-protocol grammar (line-protocol.ebnf: ``stringfield = '"'
+  { not('"' | '\') | '\' any_char } '"'``) allows any character there. A raw newline is the only
+  encoding that stores the sent text; the round-trip tests guard it on influxd 1.6 (run them
+  against another server before relying on it there).
 """
 
 from __future__ import annotations
 
+import re
+
 from station.messages import AlarmEvent, Batch, DiagRecord, FluxRecord, MetRecord
 
 MEASUREMENT = "flux"
-_TAG_ESCAPES = str.maketrans({"\\": "\\\\", ",": "\\,", "=": "\\=", " ": "\\ "})
-_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
+_TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+#: what InfluxDB 1.x cannot store in a tag value as it is: a backslash before a comma, "=", space
+#: or the end, and line breaks
+_UNWRITABLE_TAG = re.compile(r"\\(?=[ ,=]|$)|[\n\r]")
 
 
-def _escape_tag(value: str) -> str:
+def escape_tag(value: str) -> str:
+    """A tag value for line protocol that InfluxDB stores exactly as ``value``, or ValueError."""
+    if not value:
+        raise ValueError("an empty tag value cannot be stored")
+    if ("\\" in value or "\n" in value or "\r" in value) and _UNWRITABLE_TAG.search(value):
+        raise ValueError(f"tag value {value[:80]!r} cannot be stored as it is: no backslash at its end or "
+                         "before a comma, '=' or space, and no line breaks")
     return value.translate(_TAG_ESCAPES)
+
 
 
 def _ms(time_s: float) -> int:
@@ -38,27 +70,27 @@ def flux_line(record: FluxRecord) -> str | None:
     fields = _fields(record.values)
     if not fields:
         return None
-    return (f"{MEASUREMENT},station={_escape_tag(record.station)} {fields},seq={record.seq}i,"
+    return (f"{MEASUREMENT},station={escape_tag(record.station)} {fields},seq={record.seq}i,"
             f"period_s={record.period_end - record.period_start}i {record.period_end * 1000}")
 
 
 def met_lines(station: str, records: list[MetRecord]) -> list[str]:
-    head = f"met,station={_escape_tag(station)} "
+    head = f"met,station={escape_tag(station)} "
     return [f"{head}{fields} {_ms(r.time)}" for r in records if (fields := _fields(r.values))]
 
 
 def diag_lines(station: str, records: list[DiagRecord]) -> list[str]:
-    head = f"diag,station={_escape_tag(station)},source="
-    return [f"{head}{_escape_tag(r.source)} {fields} {_ms(r.time)}" for r in records
+    head = f"diag,station={escape_tag(station)},source="
+    return [f"{head}{escape_tag(r.source)} {fields} {_ms(r.time)}" for r in records
             if (fields := _fields(r.values))]
 
 
 def alarm_lines(station: str, records: list[AlarmEvent]) -> list[str]:
-    head = f"alarm,station={_escape_tag(station)},source="
+    head = f"alarm,station={escape_tag(station)},source="
     lines = []
     for r in records:
         value = "" if r.value is None else f",value={r.value!r}"
-        lines.append(f'{head}{_escape_tag(r.source)},alarm={_escape_tag(r.alarm)} state="{r.state}",'
+        lines.append(f'{head}{escape_tag(r.source)},alarm={escape_tag(r.alarm)} state="{r.state}",'
                      f'severity="{r.severity}",message="{r.message.translate(_STRING_ESCAPES)}"{value} '
                      f"{_ms(r.time)}")
     return lines

@@ -10,10 +10,14 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-INSTALL_HINT = {"mosquitto": "sudo apt-get install -y mosquitto", "influxd": "sudo apt-get install -y influxdb"}
+INSTALL_HINT = {"mosquitto": "sudo apt-get install -y mosquitto", "influxd": "sudo apt-get install -y influxdb",
+                "mosquitto_passwd": "sudo apt-get install -y mosquitto", "openssl": "sudo apt-get install -y openssl"}
+#: The production broker configuration: mosquitto.conf (-> /etc/mosquitto/conf.d/) and fluxedge.acl.
+SHIPPED_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 
 
 class MissingServerError(RuntimeError):
@@ -111,6 +115,117 @@ def start_mosquitto(workdir: str | Path, port: int | None = None, extra_config: 
         + extra_config)
     return _launch("mosquitto", [find_binary("mosquitto"), "-c", str(conf)], workdir, port,
                    lambda: _port_open(port))
+
+
+@dataclass
+class ShippedMosquitto(LocalServer):
+    """mosquitto running the shipped deploy/mosquitto config: ``port`` is its loopback listener
+    (1883 in production, the collectors'), ``tls_port`` its TLS listener (8883, the stations')."""
+
+    tls_port: int = 0
+    #: directory with ca.crt (the CA a client trusts), broker.crt and broker.key
+    certs: Path | None = None
+
+
+def make_test_certificates(directory: str | Path) -> Path:
+    """A private CA (``ca.crt``/``ca.key``) and a broker certificate for 127.0.0.1 and localhost
+    (``broker.crt``/``broker.key``) in ``directory``, made with the openssl CLI unless already there."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise MissingServerError(f"openssl is not installed; install it with: {INSTALL_HINT['openssl']}")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
+
+    if not (d / "ca.crt").exists():
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fluxedge-test-ca",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    if not (d / "broker.crt").exists():
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "broker.key",
+            "-out", "broker.csr")
+        (d / "broker.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        run("x509", "-req", "-in", "broker.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "broker.ext", "-out", "broker.crt")
+    return d
+
+
+def shipped_mosquitto_config(conf_text: str, *, port: int, tls_port: int, certs: Path, password_file: Path,
+                             acl_file: Path, uncomment: Iterable[str] = ()) -> str:
+    """The shipped ``mosquitto.conf`` with only this machine's bits changed: the two listeners on
+    127.0.0.1 and free ports, the TLS files, the password file and the ACL's path. Every other line,
+    comments included, stays as shipped, so a shipped line mosquitto cannot read fails here too.
+    ``uncomment`` names options the file offers commented out (``# require_certificate true``).
+    Raises ValueError if the file no longer has the shape this relies on."""
+    listeners = {"8883": f"listener {tls_port} 127.0.0.1", "1883": f"listener {port} 127.0.0.1"}
+    wanted = set(uncomment)
+    seen: set[str] = set()
+    out = []
+    for line in conf_text.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "#" and words[1] in wanted:
+            line, words = line.lstrip("# "), words[1:]
+            seen.add(f"uncomment {words[0]}")
+        key = words[0] if words and not line.startswith("#") else None
+        if key == "listener":
+            if words[1] not in listeners:
+                raise ValueError(f"shipped mosquitto.conf: unexpected listener {line!r} (expected 8883 and 1883)")
+            line = listeners.pop(words[1])
+        elif key in ("cafile", "certfile", "keyfile"):
+            line = f"{key} {certs / Path(words[1]).name}"
+        elif key == "password_file":
+            line = f"password_file {password_file}"
+        elif key == "acl_file":
+            line = f"acl_file {acl_file}"
+        if key is not None:
+            seen.add(key)
+        out.append(line)
+    missing = [k for k in ("cafile", "certfile", "keyfile", "password_file", "acl_file") if k not in seen]
+    missing += [f"listener {p}" for p in listeners] + [f"# {w}" for w in wanted if f"uncomment {w}" not in seen]
+    if missing:
+        raise ValueError(f"shipped mosquitto.conf: no {', '.join(missing)} line to adapt to this machine")
+    return "\n".join(out) + "\n"
+
+
+def start_shipped_mosquitto(workdir: str | Path, accounts: Mapping[str, str], port: int | None = None,
+                            tls_port: int | None = None, certs: str | Path | None = None,
+                            uncomment: Iterable[str] = (), conf: str | Path | None = None,
+                            acl: str | Path | None = None) -> ShippedMosquitto:
+    """mosquitto laid out as on a Debian server: a top-level file like Debian's
+    /etc/mosquitto/mosquitto.conf (pid file, persistence location, log, ``include_dir conf.d``,
+    and ``user`` so that it keeps this user's rights) and in ``conf.d`` the shipped
+    deploy/mosquitto/mosquitto.conf adapted by :func:`shipped_mosquitto_config`; the ACL is the
+    shipped fluxedge.acl itself, read in place. ``accounts`` (user -> password) become the password
+    file. Restart on the same ``workdir`` and ports to keep the persistent sessions.
+    ``conf``/``acl`` replace the shipped files (for tests that show what an older file did)."""
+    workdir = Path(workdir).resolve()
+    (workdir / "conf.d").mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    tls_port = tls_port or free_port()
+    certs = Path(certs).resolve() if certs is not None else make_test_certificates(workdir / "certs")
+    passwd = workdir / "fluxedge.passwd"
+    passwd.write_text("".join(f"{user}:{password}\n" for user, password in accounts.items()))
+    subprocess.run([find_binary("mosquitto_passwd"), "-U", str(passwd)], check=True, capture_output=True)
+    acl = Path(acl).resolve() if acl is not None else SHIPPED_MOSQUITTO / "fluxedge.acl"
+    text = Path(conf or SHIPPED_MOSQUITTO / "mosquitto.conf").read_text()
+    (workdir / "conf.d" / "fluxedge.conf").write_text(shipped_mosquitto_config(
+        text, port=port, tls_port=tls_port, certs=certs, password_file=passwd, acl_file=acl, uncomment=uncomment))
+    top = workdir / "mosquitto.conf"
+    top.write_text(
+        "# like Debian's /etc/mosquitto/mosquitto.conf, with this machine's paths\n"
+        f"user {getpass.getuser()}\n"  # as root it would otherwise drop to 'mosquitto' and lose the dir
+        f"pid_file {workdir}/mosquitto.pid\n"
+        "persistence true\n"
+        f"persistence_location {workdir}/\n"
+        "log_dest stderr\n"
+        f"include_dir {workdir}/conf.d\n")
+    with (workdir / "mosquitto.log").open("ab") as log:
+        proc = subprocess.Popen([find_binary("mosquitto"), "-c", str(top)], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    server = ShippedMosquitto("mosquitto", port, workdir, proc, tls_port=tls_port, certs=certs)
+    _wait(lambda: _port_open(port) and _port_open(tls_port), server)
+    return server
 
 
 def start_influxd(workdir: str | Path, port: int | None = None) -> LocalServer:

@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from collector.lineprotocol import escape_tag
+
 
 @dataclass(frozen=True)
 class MetricsSnapshot:
@@ -90,6 +92,6 @@ class Metrics:
 
 
 def metrics_line(collector: str, snap: MetricsSnapshot, time_s: float) -> str:
-    tag = collector.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    tag = escape_tag(collector)
     fields = ",".join(f"{k}={float(v)!r}" for k, v in snap.fields().items())
     return f"collector,collector={tag} {fields} {round(time_s * 1000)}"

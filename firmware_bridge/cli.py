@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           description="Decode raw instrument bytes: one JSON object per frame (with the names of "
                                       "diagnostic flags that are set), an object per error event (checksum "
                                       "errors, resyncs, counter gaps, with the byte offset near which they "
-                                      "happened), and a final summary of the parser's counters.")
+                                      "happened), and a final summary of the parser's counters. Exits 1 if "
+                                      "there were bytes but not one frame of this instrument in them.")
     dec.add_argument("--instrument", required=True, choices=sorted(FAMILIES), metavar="NAME", help=names)
     dec.add_argument("file", help="capture file ('-' for standard input)")
     dec.set_defaults(func=decode)
@@ -71,6 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     emu.add_argument("--baud", type=int, help="baud rate the emulated instruments run at (default: factory rate)")
     emu.add_argument("--seed", type=int, default=None, help="random seed of the turbulence model")
     emu.add_argument("--replay", metavar="FILE", help="replay a TOA5 raw file instead of synthetic turbulence")
+    emu.add_argument("--start-at-boundary", type=float, metavar="SECONDS", default=None,
+                     help="emit the first record at the next multiple of SECONDS of Unix time (e.g. the station's "
+                          "averaging period, so a replayed file fills exactly one station period; default: at once)")
     emu.add_argument("--map", action="append", default=[], metavar="MAP[@ID]",
                      help="modbus: register map to serve, at device id ID (default: the map's); repeatable, one "
                           "sensor each (default vaisala_hmp); faults: "
@@ -120,10 +124,13 @@ def decode(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _error(f"cannot read {args.file}: {exc.strerror}")
     offset = 0
+    head = bytearray()  # the first bytes, to say which family they are if not this one
     before = parser.stats.as_dict()
     with source:
         while chunk := source.read(DECODE_CHUNK_BYTES):
             offset += len(chunk)
+            if len(head) < GUESS_BYTES:
+                head += chunk[:GUESS_BYTES - len(head)]
             batch = parser.feed(chunk)
             for line in frame_lines(fam, parser, batch):
                 print(line)
@@ -133,7 +140,25 @@ def decode(args: argparse.Namespace) -> int:
                     print(json.dumps({"event": name, "count": value - before[name], "before_byte": offset}))
             before = after
     print(json.dumps({"summary": parser.stats.as_dict(), "bytes": offset}))
+    if offset and not parser.stats.frames_ok:
+        others = [name for name in sorted(FAMILIES) if name != args.instrument and _decodes(name, bytes(head))]
+        hint = f"they decode as {' or '.join(others)}" if others else "no other family decodes them either"
+        print(f"fluxedge: error: no {args.instrument} frame in {offset} bytes ({hint}); wrong --instrument?",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+#: how many leading bytes ``decode`` tries other families on when its own decodes nothing
+GUESS_BYTES = 65536
+
+
+def _decodes(name: str, data: bytes) -> bool:
+    """Whether family ``name`` reads ``data`` as ``bridge probe`` calls an answer: several frames, few rejected."""
+    from firmware_bridge.probe import MIN_FRAMES, score
+
+    result = score(name, data, 0, 1.0)
+    return result.frames_ok >= MIN_FRAMES and result.errors * 2 <= result.frames_ok
 
 
 def frame_lines(fam, parser, batch) -> list[str]:
@@ -249,6 +274,8 @@ def emulate(args: argparse.Namespace) -> int:
         if len(args.names) > 1:
             return _error("'modbus' is emulated alone (one bus); give its sensors with --map")
         return _modbus(lambda stop: _modbus_tools().emulate(args.map, args.tcp, args.fault, stop))
+    if args.start_at_boundary is not None and not args.start_at_boundary > 0:
+        return _error(f"--start-at-boundary must be a positive number of seconds, got {args.start_at_boundary}")
     from firmware_bridge.emulator import TowerEmulator
     from firmware_bridge.faults import FaultSpecError, parse_fault
     from firmware_bridge.replay import ReplayError, read_toa5
@@ -287,7 +314,12 @@ def emulate(args: argparse.Namespace) -> int:
         print(name, port.path, flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: tower.stop())
-    tower.run()
+    if args.start_at_boundary is not None:
+        first = (int(time.time() // args.start_at_boundary) + 1) * args.start_at_boundary
+        print(f"first record at {first:.3f}", file=sys.stderr, flush=True)
+        tower.run(start_at=first)
+    else:
+        tower.run()
     tower.close()
     return 0
 

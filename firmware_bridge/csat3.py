@@ -19,6 +19,7 @@ from firmware_bridge.frames import Batch, CounterTracker, ParseStats
 FRAME_BYTES = 12
 SYNC = b"\x55\xaa"
 CHANNELS = ("u", "v", "w", "t_sonic", "speed_of_sound", "diag", "counter")
+RECORD_COUNTER = ("counter", 64)
 UNITS = {"u": "m s-1", "v": "m s-1", "w": "m s-1", "t_sonic": "degC", "speed_of_sound": "m s-1",
          "diag": "raw diagnostic word", "counter": "0..63"}
 
@@ -145,7 +146,9 @@ class Parser:
         self.stats.nan_records += int(nan_rows.sum())
         self.stats.frames_ok += len(ends)
         columns = {"u": wind[:, 0], "v": wind[:, 1], "w": wind[:, 2], "t_sonic": t_sonic_degc(c),
-                   "speed_of_sound": c, "diag": diag, "counter": counter}
+                   "speed_of_sound": c, "diag": diag,
+                   # special frames (no data / lost trigger) carry no counter: NaN
+                   "counter": np.where(special, np.nan, counter.astype(float))}
         return Batch(columns, ends + 2 - carried)
 
 

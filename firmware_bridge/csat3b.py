@@ -37,6 +37,7 @@ BAUDS = (9600, 19200, 38400, 57600, 115200)
 HAS_COUNTER = True
 
 CHANNELS = ("u", "v", "w", "t_sonic", "diag", "counter")
+RECORD_COUNTER = ("counter", 64)
 UNITS = {"u": "m s-1", "v": "m s-1", "w": "m s-1", "t_sonic": "degC", "diag": "diagnostic bit field",
          "counter": "0..63"}
 

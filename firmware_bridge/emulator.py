@@ -378,9 +378,12 @@ class TowerEmulator:
             inst.emit(obs, self.ticks, self.t_s)
         self.ticks += n
 
-    def run(self) -> None:
-        """Emit samples on the sampling clock until :meth:`stop`; never bursts to catch up."""
+    def run(self, start_at: float | None = None) -> None:
+        """Emit samples on the sampling clock until :meth:`stop`; never bursts to catch up.
+        ``start_at``: the Unix time of the first sample (waits until then; e.g. a period boundary)."""
         period = 1.0 / self.rate_hz
+        if start_at is not None and self._halt.wait(max(0.0, start_at - time.time())):
+            return
         next_t = time.monotonic()
         while not self._halt.is_set():
             self.step()
@@ -391,9 +394,9 @@ class TowerEmulator:
             elif delay < -1.0:
                 next_t = time.monotonic()
 
-    def start(self) -> threading.Thread:
-        """Run in a daemon thread (for tests and in-process tools)."""
-        self._thread = threading.Thread(target=self.run, name="tower-emulator", daemon=True)
+    def start(self, start_at: float | None = None) -> threading.Thread:
+        """Run in a daemon thread (for tests and in-process tools); see :meth:`run`."""
+        self._thread = threading.Thread(target=self.run, args=(start_at,), name="tower-emulator", daemon=True)
         self._thread.start()
         return self._thread
 

@@ -38,6 +38,7 @@ BAUDS = licor.BAUDS
 MODELS = ("li7200", "li7200rs")
 DEFAULT_MODEL = "li7200rs"
 
+RECORD_COUNTER = ("index", None)  # Ndx
 CHANNELS = ("index", "diag", "co2", "h2o", "co2_mf", "h2o_mf", "temperature", "pressure", "signal_strength",
             "t_in", "t_out", "dpressure", "flow")
 UNITS = {"index": "record index (Ndx)", "diag": "diagnostic value (DiagVal)", "co2": "mmol m-3",

@@ -36,6 +36,7 @@ BAUDS = licor.BAUDS
 MODELS = ("li7500", "li7500a", "li7500rs", "li7500ds")
 DEFAULT_MODEL = "li7500a"
 
+RECORD_COUNTER = ("index", None)  # Ndx
 CHANNELS = ("index", "diag", "co2", "h2o", "co2_mf", "h2o_mf", "temperature", "pressure", "signal_strength")
 UNITS = {"index": "record index (Ndx)", "diag": "diagnostic value (DiagVal)", "co2": "mmol m-3",
          "h2o": "mmol m-3", "co2_mf": "umol mol-1", "h2o_mf": "mmol mol-1", "temperature": "degC",

@@ -44,6 +44,7 @@ DEFAULT_TCP_PORT = 7700
 MAX_LINE_BYTES = 2048
 MISSING = -1
 
+RECORD_COUNTER = None  # its MSEC clock is no record counter
 CHANNELS = ("time", "msec", "diag", "ch4", "ch4_mf", "temperature", "pressure", "rssi", "signal_strength",
             "drop_rate")
 UNITS = {"time": "s since 1970-01-01 UTC", "msec": "ms", "diag": "DIAG bit field", "ch4": "mmol m-3",

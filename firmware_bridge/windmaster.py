@@ -48,6 +48,7 @@ BAUDS = tuple(BAUD_CODES)
 RATE_CODES = {1: 1, 2: 2, 4: 3, 5: 4, 8: 5, 10: 6, 16: 7, 20: 8, 32: 9}
 #: No record counter in Gill ASCII output: dropped records cannot be counted.
 HAS_COUNTER = False
+RECORD_COUNTER = None
 
 CHANNELS = ("u", "v", "w", "t_sonic", "speed_of_sound", "diag", "w_boost")
 UNITS = {"u": "m s-1", "v": "m s-1", "w": "m s-1", "t_sonic": "degC", "speed_of_sound": "m s-1",

@@ -41,12 +41,18 @@ class StreamBuffer:
             with self._lock:
                 self._chunks.append(block)
 
-    def take_period(self, t_start: float, t_end: float) -> SampleBlock:
-        """Remove every sample received before ``t_end``; return those from ``t_start`` on
-        (older ones were left over from before the station started and are discarded)."""
+    def take_period(self, t_start: float, t_end: float, keep_from: float | None = None) -> SampleBlock:
+        """Remove every sample received before ``t_end``; return those from ``keep_from`` (default
+        ``t_start``) on (older ones were left over from before the station started and are discarded)."""
         block = self.take_before(t_end)
-        keep = block.t >= t_start
+        keep = block.t >= (t_start if keep_from is None else keep_from)
         return SampleBlock(block.t[keep], {k: v[keep] for k, v in block.columns.items()})
+
+    def put_back(self, block: SampleBlock) -> None:
+        """Return samples taken for one period that belong to the next (they go first)."""
+        if block.n:
+            with self._lock:
+                self._chunks.insert(0, block)
 
     def take_before(self, t_end: float) -> SampleBlock:
         """Remove and return every sample received before ``t_end``."""
@@ -90,8 +96,12 @@ class InstrumentReader(threading.Thread):
     def last_frame_time(self) -> float | None:
         return self.driver.last_frame_time
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Ask the driver to end; with ``timeout_s``, also wait that long for this thread (its port is
+        closed once it has ended: a TCP connect in progress takes up to 3 s)."""
         self.driver.stop()
+        if timeout_s is not None and self.ident is not None and threading.current_thread() is not self:
+            self.join(timeout_s)
 
     def run(self) -> None:
         self.driver.run()

@@ -128,8 +128,7 @@ def _collector_run(args: argparse.Namespace) -> int:
     collector = Collector(collector_config.load(args.config))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: collector.stop())
-    collector.run()
-    return 0
+    return collector.run()  # 1 if a thread died (the service manager restarts it)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -248,7 +247,28 @@ def build_parser() -> argparse.ArgumentParser:
                       help="InfluxDB write API the collector uses (2 goes through a v2 translating shim)")
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory with configs and logs")
     demo.set_defaults(func=_demo)
+    _everywhere(parser)
     return parser
+
+
+def _everywhere(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """Every subcommand takes ``-v``/``-q`` after its name too, and every option's help shows its
+    default unless it already says it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _everywhere(child, top=False)
+            continue
+        default = action.default
+        if (not action.option_strings or default is None or isinstance(default, bool) or default == argparse.SUPPRESS
+                or default == [] or action.help == argparse.SUPPRESS or "default" in (action.help or "")):
+            continue
+        action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
+    if not top and "--verbose" not in parser._option_string_actions:
+        # SUPPRESS: given after the subcommand they set the flag, absent they leave the top level's
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+        parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                            help="warnings and errors only")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from firmware_bridge.families import FAMILIES, family, streaming_families
 from firmware_bridge.link import parse_address
 from station.configschema import ConfigError, between, build, check, non_negative, positive, read_toml
+from station.diagnostics import diag_source
 from station.monitorconfig import AlarmRuleConfig, DiagnosticsConfig, ModbusDeviceConfig, StatusConfig
 from station.sitetime import daylight_saving_problem, zone_problem
 
@@ -16,9 +17,16 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _station_id(value: str) -> str | None:
-    if _ID.match(value):
-        return None
-    return "must be 1-64 letters, digits, '-' or '_' (it becomes part of MQTT topics)"
+    if not _ID.match(value):
+        return "must be 1-64 letters, digits, '-' or '_' (it becomes part of MQTT topics)"
+    return None
+
+
+def _site_id(value: str) -> str | None:
+    if value.startswith("_"):  # PREFIX/v1/_deadletter is the collector's dead-letter topic
+        return f"{value!r} is reserved: topic levels starting with '_' are the network's own (the dead-letter " \
+               f"topic is PREFIX/v1/_deadletter)"
+    return _station_id(value)
 
 
 def _driver(value: str) -> str | None:
@@ -52,7 +60,7 @@ def _period(value: int) -> str | None:
 
 @dataclass(frozen=True)
 class SiteConfig:
-    id: str = field(metadata=check(_station_id))
+    id: str = field(metadata=check(_site_id))
     latitude_deg: float = field(metadata=check(between(-90, 90)))
     longitude_deg: float = field(metadata=check(between(-180, 180)))
     altitude_m: float = 0.0
@@ -87,6 +95,10 @@ class AcquisitionConfig:
     max_missing_pct: float = field(default=10.0, metadata=check(between(0, 100)))
 
 
+#: largest separation of an analyser from the sonic [m] (a few tens of cm is usual, 1-2 m a lot)
+MAX_SEPARATION_M = 10.0
+
+
 @dataclass(frozen=True)
 class InstrumentConfig:
     name: str = field(metadata=check(_station_id))
@@ -96,9 +108,10 @@ class InstrumentConfig:
     baud: int | None = None
     #: azimuth of the sonic's +x axis from true north [deg]
     north_offset_deg: float = field(default=0.0, metadata=check(between(-360, 360)))
-    northward_separation_m: float = 0.0
-    eastward_separation_m: float = 0.0
-    vertical_separation_m: float = 0.0
+    #: position relative to the sonic's centre [m]; an analyser further away sees other eddies
+    northward_separation_m: float = field(default=0.0, metadata=check(between(-MAX_SEPARATION_M, MAX_SEPARATION_M)))
+    eastward_separation_m: float = field(default=0.0, metadata=check(between(-MAX_SEPARATION_M, MAX_SEPARATION_M)))
+    vertical_separation_m: float = field(default=0.0, metadata=check(between(-MAX_SEPARATION_M, MAX_SEPARATION_M)))
 
     def validate(self) -> list[tuple[str, str]]:
         if self.baud is not None and self.baud not in BAUD_RATES:
@@ -179,6 +192,10 @@ class MqttConfig:
 class SpoolConfig:
     path: str
     max_mb: float = field(default=512.0, metadata=check(positive))
+    #: how long a message stays in the spool after the broker acknowledged it [s]; it is sent again
+    #: if the link drops meanwhile (the broker may have died before saving it to disk). Must exceed
+    #: the broker's autosave_interval + its longest save + 1.5 x keepalive (deploy/mosquitto/README.md)
+    keep_acked_s: float = field(default=300.0, metadata=check(between(0, 86400)))
 
 
 def _one_of(*choices: str):
@@ -252,6 +269,12 @@ class StationConfig:
                 return [(f"modbus[{k}].name", f"{dev.name!r} is already an instrument, another Modbus sensor or "
                                               f"'station' (names identify diagnostics)")]
             sources.append(dev.name)
+        known = {diag_source(i.name) for i in self.instruments} | {dev.name for dev in self.modbus} | {"station"}
+        for k, rule in enumerate(self.alarm):
+            for source in rule.sources:
+                if source not in known:
+                    return [(f"alarm[{k}].sources", f"{source!r} is not an instrument, a Modbus sensor or 'station' "
+                                                    f"of this config; sources: {', '.join(sorted(known))}")]
         sonics = [i for i in self.instruments if i.role == "sonic"]
         if len(sonics) != 1:
             return [("instruments", f"needs exactly one sonic anemometer, found {len(sonics)}")]
@@ -275,11 +298,49 @@ def load(path: str | Path) -> tuple[StationConfig, str]:
     """The validated station config and its hash; raises :class:`ConfigError`."""
     raw, digest = read_toml(path)
     config = build(StationConfig, raw, path)
-    spool_dir = Path(config.spool.path).expanduser().parent
-    if not spool_dir.is_dir():
-        raise ConfigError(path, "spool.path", f"directory {spool_dir} does not exist")
+    spool = Path(config.spool.path).expanduser()
+    problem = _file_path_problem(spool)
+    if problem:
+        raise ConfigError(path, "spool.path", problem)
+    if not spool.parent.is_dir():
+        raise ConfigError(path, "spool.path", f"directory {spool.parent} does not exist")
     if config.archive.enabled and config.archive.directory is not None:
         root = config.archive.root(config.spool.path)
+        problem = _virtual_fs_problem(root)
+        if problem:
+            raise ConfigError(path, "archive.directory", problem)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(path, "archive.directory", f"{root} exists and is not a directory")
         if not root.is_dir() and not root.parent.is_dir():
             raise ConfigError(path, "archive.directory", f"neither {root} nor its parent directory exists")
+    if config.status.path is not None:  # its directory may not exist yet (systemd's RuntimeDirectory)
+        problem = _file_path_problem(Path(config.status.path).expanduser())
+        if problem:
+            raise ConfigError(path, "status.path", problem)
     return config, digest
+
+
+#: kernel file systems: a spool, archive or status file there cannot work (or harms the system)
+_VIRTUAL_FS = (Path("/proc"), Path("/sys"))
+
+
+def _virtual_fs_problem(path: Path) -> str | None:
+    resolved = path.resolve()
+    for virtual in _VIRTUAL_FS:
+        if resolved == virtual or virtual in resolved.parents:
+            return f"{path} is under {virtual}, a kernel file system, not storage"
+    return None
+
+
+def _file_path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a data file the daemon writes (spool, status), or None."""
+    problem = _virtual_fs_problem(path)
+    if problem:
+        return problem
+    if path.is_dir():
+        return f"{path} is a directory; give the path of a file in it"
+    if path.exists() and not path.is_file():
+        return f"{path} exists and is not a regular file"
+    if path.parent.exists() and not path.parent.is_dir():
+        return f"{path.parent} is not a directory"
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 import tomllib
 import types
 import typing
@@ -63,7 +64,60 @@ def read_toml(path: str | Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(path, None, "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        key, line = _too_deep(data.decode("utf-8"))
+        where = f" (line {line})" if line else ""
+        raise ConfigError(path, key, f"invalid TOML: arrays or inline tables nested more than {MAX_NESTING} "
+                                     f"deep{where}") from None
     return doc, hashlib.sha256(data).hexdigest()
+
+
+#: how deep arrays and inline tables may nest before a value is called too deep (tomllib itself
+#: runs out of stack some hundreds of levels down; no configuration needs more than 3)
+MAX_NESTING = 100
+
+
+def _too_deep(text: str) -> tuple[str | None, int | None]:
+    """The dotted key and 1-based line of the first value nested more than :data:`MAX_NESTING`
+    deep, for the error message (a rough scan: strings and comments skipped)."""
+    table, key, depth, line, i = "", None, 0, 1, 0
+    arrays: dict[str, int] = {}  # [[name]] headers seen so far, for name[N]
+    while i < len(text):
+        c = text[i]
+        if c == "\n":
+            line += 1
+            if depth == 0:
+                key = None
+        elif c == "#":
+            i = text.find("\n", i)
+            i = len(text) if i < 0 else i
+            continue
+        elif c in "\"'":
+            end = text.find(c, i + 1)
+            while c == '"' and end > 0 and text[end - 1] == "\\":
+                end = text.find(c, end + 1)
+            i = len(text) if end < 0 else end + 1
+            continue
+        elif c in "[{" and depth == 0 and key is None:  # a [table] or [[array.of.tables]] header
+            close = text.find("\n", i)
+            close = len(text) if close < 0 else close
+            header = text[i:close].split("#")[0].strip()
+            name = header.strip("[] \t\r")
+            if header.startswith("[["):
+                arrays[name] = arrays.get(name, -1) + 1
+                name = f"{name}[{arrays[name]}]"
+            table, i = name, close
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return (f"{table}.{key}" if table else key), line
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        elif c == "=" and depth == 0 and key is None:
+            key = text[text.rfind("\n", 0, i) + 1:i].strip()
+        i += 1
+    return None, None
 
 
 def build(cls: type[T], raw: Any, file: str | Path, prefix: str = "") -> T:
@@ -138,6 +192,8 @@ def _convert(tp: Any, value: Any, file: str | Path, key: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML's nan and inf: every threshold or length must be a number
+                raise ConfigError(file, key, f"must be a finite number, got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):

@@ -16,7 +16,7 @@ import numpy as np
 
 from station import __version__, messages
 from station.acquisition import InstrumentReader, SampleBlock
-from station.align import place_on_grid, regular_grid
+from station.align import assign_slots, place_on_grid, regular_grid
 from station.config import StationConfig
 from station.flux.pipeline import Options
 from station.fluxjob import run_job
@@ -34,6 +34,8 @@ from station.spool import Spool, SpoolFullError
 log = logging.getLogger("station")
 #: Wait this long after a period boundary for the boundary's last bytes to arrive.
 CLOSE_GRACE_S = 0.3
+#: On shutdown, wait at most this long for each reader thread to end (a TCP connect takes up to 3 s).
+READER_JOIN_S = 10.0
 #: the wire contract's flux values (station.messages), in its order
 CONTRACT_FIELDS = tuple(messages.FLUX_FIELDS)
 SONIC_CHANNELS = ("u", "v", "w", "t_sonic")
@@ -42,6 +44,19 @@ GAS_CHANNELS = (*GASES, "pressure")
 #: instrument channels archived as they came (not screened): block name <- instrument channel
 SONIC_AUX = {"diag_sonic": "diag"}
 GAS_AUX = {"diag_gas": "diag", "t_air": "temperature", "signal_strength": "signal_strength"}
+
+
+def _slots(grid: np.ndarray, block: SampleBlock, reader, tolerance_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's slot on the period's grid, by the instrument's record counter where its family
+    has one (:func:`station.align.assign_slots`); samples that belong to the next period (stamped
+    before the boundary, or taken within the close grace) go back to the reader's buffer."""
+    counter = getattr(reader.family, "RECORD_COUNTER", None)
+    values = block.columns.get(counter[0]) if counter else None
+    idx, ok = assign_slots(grid, block.t, tolerance_s, values, counter[1] if values is not None else None)
+    later = idx >= len(grid)
+    if later.any():
+        reader.buffer.put_back(SampleBlock(block.t[later], {k: v[later] for k, v in block.columns.items()}))
+    return idx, ok
 
 
 def screened(block: SampleBlock, fam, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -64,7 +79,7 @@ class Station:
         online = messages.status_payload(sid, "online", __version__, config_hash, time.time())
         offline = messages.status_payload(sid, "offline", __version__, config_hash, time.time())
         self.publisher = Publisher(self.spool, config.mqtt, config.mqtt.client_id or f"fluxedge-station-{sid}",
-                                   status_topic, online, offline)
+                                   status_topic, online, offline, keep_acked_s=config.spool.keep_acked_s)
         # slow Modbus met sensors, and diagnostics / alarms / status file (taps the readers' drivers)
         self.met = MetService(config.modbus) if config.modbus else None
         self.monitor = Monitor(config, self.readers, self.spool, self.publisher, self.met)
@@ -125,6 +140,10 @@ class Station:
             self.worker.stop(timeout_s=30.0)  # results of periods already closed are still spooled
             for reader in self.readers.values():
                 reader.stop()
+            for reader in self.readers.values():  # joined: no port is left open when run() returns
+                reader.stop(timeout_s=READER_JOIN_S)
+                if reader.is_alive():
+                    event(log, "reader_stop_timeout", logging.WARNING, instrument=reader.config.name)
             if self.met is not None:
                 self.met.stop()
             self.monitor.stop()
@@ -156,18 +175,21 @@ class Station:
         """Take the period's samples from the readers and align them on the sonic's grid."""
         sonic_cfg = self.config.sonic
         sonic_reader = self.readers[sonic_cfg.name]
-        sonic = sonic_reader.buffer.take_period(start, end)
+        sonic = sonic_reader.buffer.take_period(start, end + CLOSE_GRACE_S, keep_from=start - CLOSE_GRACE_S)
         grid = regular_grid(sonic.t, start, end, self.rate_hz)
         tolerance = 0.5 / self.rate_hz
-        samples = place_on_grid(grid, sonic.t, screened(sonic, sonic_reader.family, SONIC_CHANNELS), tolerance)
+        slots = _slots(grid, sonic, sonic_reader, tolerance)
+        samples = place_on_grid(grid, sonic.t, screened(sonic, sonic_reader.family, SONIC_CHANNELS), tolerance,
+                                slots=slots)
         samples.update(place_on_grid(grid, sonic.t, {k: sonic.columns[c] for k, c in SONIC_AUX.items()
-                                                     if c in sonic.columns}, tolerance))
+                                                     if c in sonic.columns}, tolerance, slots=slots))
         for info in self.job.tower.analysers:  # every analyser: screened by its family, on the sonic's grid
             reader = self.readers[info.name]
-            gas = reader.buffer.take_period(start, end)
-            placed = place_on_grid(grid, gas.t, screened(gas, reader.family, GAS_CHANNELS), tolerance)
+            gas = reader.buffer.take_period(start, end + CLOSE_GRACE_S, keep_from=start - CLOSE_GRACE_S)
+            slots = _slots(grid, gas, reader, tolerance)
+            placed = place_on_grid(grid, gas.t, screened(gas, reader.family, GAS_CHANNELS), tolerance, slots=slots)
             placed.update(place_on_grid(grid, gas.t, {k: gas.columns[c] for k, c in GAS_AUX.items()
-                                                      if c in gas.columns}, tolerance))
+                                                      if c in gas.columns}, tolerance, slots=slots))
             samples.update({info.key(k): v for k, v in placed.items()})
         fill_pressure(samples, self.met, len(grid))  # met pressure when the analyser has none
         fill_air_temperature(samples, self.met, len(grid))  # met Ta: the engine's ambient temperature
@@ -186,9 +208,9 @@ class Station:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(outcome.start_s))
         if outcome.status == "skipped":
             missing = 100.0 * (outcome.expected - outcome.present) / outcome.expected if outcome.expected else 100.0
-            event(log, "period_skipped", period_start=when, samples=outcome.present, expected=outcome.expected,
-                  missing_pct=round(missing, 1), limit_pct=self.config.acquisition.max_missing_pct,
-                  archive=outcome.archive_path)
+            event(log, "period_skipped", period_start=when, reason=outcome.error, samples=outcome.present,
+                  expected=outcome.expected, missing_pct=round(missing, 1),
+                  limit_pct=self.config.acquisition.max_missing_pct, archive=outcome.archive_path)
             return None
         if outcome.status != "ok" or outcome.results is None:
             event(log, "period_failed", logging.ERROR, period_start=when, error=outcome.error,

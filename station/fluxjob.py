@@ -26,7 +26,7 @@ import numpy as np
 
 from station.archive import Archive, ArchiveError, archive_path, file_stem
 from station.flux.pipeline import Options, process
-from station.ghgformat import ColumnSpec, layout, metadata_text
+from station.ghgformat import ColumnSpec, column_values, layout, metadata_text
 from station.logs import event
 from station.periodblock import JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
 from station.rawdata import RawPeriod, parse_metadata
@@ -53,7 +53,7 @@ def live_rawperiod(block: PeriodBlock, tower: TowerInfo, specs: list[ColumnSpec]
             name = col.variable
         if name not in ENGINE_VARIABLES:
             continue
-        values = np.array(block.columns[spec.channel], dtype=np.float64)  # a copy, as parsed from text
+        values = np.array(column_values(block, spec, tower), dtype=np.float64)  # a copy, as parsed from text
         if col.conversion != "none":
             values = col.linear(values)
         if col.to_canonical is not None:
@@ -89,6 +89,12 @@ def _has_samples(block: PeriodBlock) -> bool:
     return any(bool(np.isfinite(v).any()) for v in block.columns.values())
 
 
+def _has_sonic(block: PeriodBlock) -> bool:
+    """Any slot with the sonic's w and Ts (what ``present`` counts)."""
+    w, ts = block.columns.get("w"), block.columns.get("t_sonic")
+    return block.present > 0 and w is not None and ts is not None and bool((np.isfinite(w) & np.isfinite(ts)).any())
+
+
 def archive_block(block: PeriodBlock, job: JobConfig) -> str | None:
     """Write the block's archive file if archiving is on and there is anything to keep; None otherwise
     (a write failure is logged, never raised: the period is still processed)."""
@@ -116,6 +122,9 @@ def run_job(block: PeriodBlock, job: JobConfig, *, do_compute: bool = True) -> P
               "present": block.present, "expected": block.expected}
     if not do_compute:
         return PeriodOutcome(status="failed", error="archived only", **common)
+    if not _has_sonic(block):
+        return PeriodOutcome(status="skipped", error=f"no sonic samples in the period (sonic "
+                                                     f"{job.tower.sonic_name!r} silent or disconnected)", **common)
     if block.missing_pct > job.max_missing_pct:
         return PeriodOutcome(status="skipped", error=f"{block.missing_pct:.1f} % of samples missing "
                                                      f"(limit {job.max_missing_pct} %)", **common)

@@ -16,6 +16,12 @@ The ``.metadata`` is EddyPro's INI: [Project], [Site], [Station], [Timing], [Ins
 as ``instr_1``, each gas analyser as ``instr_2``, ``instr_3`` ... with its model and separations) and
 [FileDescription] with one ``col_N_*`` group per data field (N counts fields after ``DATA``), each
 naming its instrument by EddyPro model (``li7500_1``, ``li7700_1``) as EddyPro does.
+Displacement height and roughness length are left empty when the site does not set them (EddyPro
+then derives them from the canopy height without a warning; 0 would be a value it warns about).
+The sonic's diagnostic is EddyPro's ``anemometer_diagnostic`` (EddyPro screens u, v, w and Ts by it:
+0 good for every sonic but the Gill WindMaster/HS, whose status codes 0, 10 and 11 are good), in the
+form a logger writes it: :func:`anemometer_diagnostic`. A channel the block lacks (a silent sonic)
+is written as missing throughout.
 Times: Seconds/Nanoseconds are UTC; the file name, the ``Timestamp`` header and Date/Time are the
 local clock of the site's zone (``TowerInfo.time_zone``, UTC by default), which ``Timezone`` names.
 """
@@ -28,6 +34,7 @@ from datetime import datetime
 
 import numpy as np
 
+from firmware_bridge import csat3b
 from station.periodblock import GAS_CHANNELS, AnalyserInfo, PeriodBlock, TowerInfo
 from station.sitetime import local_clock, zone
 
@@ -147,13 +154,42 @@ def layout(tower: TowerInfo, block: PeriodBlock) -> list[ColumnSpec]:
               ColumnSpec("Aux 3 - W (m/s)", "w", "w", son, "m_sec"),
               ColumnSpec("Aux 4 - Ts (C)", "t_sonic", "ts", son, "celsius")]
     if "diag_sonic" in cols:
-        specs.append(ColumnSpec("Anemometer Diagnostic", "diag_sonic", "ignore", son, integer=True))
+        variable = "anemometer_diagnostic" if tower.sonic_driver in SONIC_MODELS else "ignore"
+        specs.append(ColumnSpec("Anemometer Diagnostic", "diag_sonic", variable, son, integer=True))
     for info, model in zip(analysers[1:], models[1:], strict=True):
         specs += _analyser_specs(info, model, cols, taken, diag_first=True)
     if "ta_met" in cols and bool(np.isfinite(cols["ta_met"]).any()):
         # the met sensor's air temperature: EddyPro's ambient Ta (used instead of the sonic's)
         specs.append(ColumnSpec(MET_TA_HEADER, "ta_met", "air_t", gas, "celsius"))
     return specs
+
+
+def anemometer_diagnostic(driver: str, word: np.ndarray) -> np.ndarray:
+    """The sonic's diagnostic word as the archive holds it, so that EddyPro's screen (any nonzero
+    ``anemometer_diagnostic`` is bad, Gill status codes 0/10/11 are good) rejects exactly the samples
+    the instrument's own ``valid()`` rejects: the CSAT3 word without its counter and range codes
+    (the four warning flags, bits 15-12, in place: 0 = good, as Campbell loggers record
+    ``diag_csat``), the CSAT3B word's bits that invalidate a sample (supply and humidity warnings are
+    housekeeping), a WindMaster's status code as sent. NaN stays missing."""
+    w = np.asarray(word, dtype=np.float64)
+    ok = np.isfinite(w)
+    d = np.where(ok, w, 0.0).astype(np.int64)
+    if driver == "csat3":
+        d &= 0xF000
+    elif driver == "csat3b":
+        d &= csat3b.INVALID_MASK
+    return np.where(ok, d.astype(np.float64), np.nan)
+
+
+def column_values(block: PeriodBlock, spec: ColumnSpec, tower: TowerInfo) -> np.ndarray:
+    """The values of one data field (not the time and counter fields): the block's channel, NaN
+    throughout where the block lacks it; the anemometer diagnostic as :func:`anemometer_diagnostic`."""
+    values = block.columns.get(spec.channel or "")
+    if values is None:
+        return np.full(len(block.time_s), np.nan)
+    if spec.channel == "diag_sonic":
+        return anemometer_diagnostic(tower.sonic_driver, values)
+    return values
 
 
 def _floats(values: np.ndarray) -> list[str]:
@@ -191,7 +227,7 @@ def data_text(tower: TowerInfo, block: PeriodBlock, specs: list[ColumnSpec]) -> 
         elif spec.header == "Time":
             fields.append([s[11:].replace(".", ":") for s in stamps.tolist()])
         else:
-            values = block.columns[spec.channel]
+            values = column_values(block, spec, tower)
             fields.append(_ints(values) if spec.integer else _floats(values))
     lines = header_lines(tower, block)
     lines.append("\t".join(["DATAH", *(s.header for s in specs)]))
@@ -218,8 +254,9 @@ def metadata_text(tower: TowerInfo, block: PeriodBlock, specs: list[ColumnSpec],
            "[Site]", f"site_name={tower.station_id}", f"site_id={tower.station_id}",
            f"altitude={_num(tower.altitude_m)}", f"latitude={_num(tower.latitude_deg)}",
            f"longitude={_num(tower.longitude_deg)}", f"canopy_height={_num(tower.canopy_height_m)}",
-           # EddyPro: 0 means "not set", derived as 0.67 x canopy height
-           f"displacement_height={_num(tower.displacement_m or 0.0)}", "roughness_length=0", "",
+           # unset: empty, as EddyPro expects (it derives d = 0.67 h and z0 = 0.15 h; a 0 it warns about)
+           f"displacement_height={'' if tower.displacement_m is None else _num(tower.displacement_m)}",
+           "roughness_length=", "",
            "[Station]", f"station_name={tower.station_id}", f"station_id={tower.station_id}",
            f"logger_id={tower.station_id}", f"logger_sw_version={tower.software}", "",
            "[Timing]", f"acquisition_frequency={_num(block.rate_hz)}",

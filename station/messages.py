@@ -59,7 +59,7 @@ SCHEMA_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_BATCH_RECORDS = 1000
 MAX_MESSAGE_CHARS = 500
-#: record times must fall in 1970..2199 (InfluxDB stores 1677..2262)
+#: record times and flux period bounds must fall in 1970..2199 (InfluxDB stores 1677..2262)
 LATEST_TIME_S = 7_258_118_400
 #: kinds the collector ingests; "status" is informational only
 DATA_KINDS = ("flux", "met", "diag", "alarm")
@@ -205,9 +205,12 @@ def _epoch(text: object, name: str) -> int:
     if not isinstance(text, str):
         raise PayloadError(f"{name} must be a string 'YYYY-MM-DDTHH:MM:SSZ'")
     try:
-        return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+        value = int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
     except ValueError:
         raise PayloadError(f"{name} {text[:40]!r} is not 'YYYY-MM-DDTHH:MM:SSZ'") from None
+    if not 0 <= value < LATEST_TIME_S:  # the record times' range
+        raise PayloadError(f"{name} {text} is outside 1970..2199")
+    return value
 
 
 _time_cache: dict[str, float] = {}
@@ -516,6 +519,11 @@ def _parse_alarm(item: dict) -> AlarmEvent:
         raise PayloadError("message must be a string")
     if len(message) > MAX_MESSAGE_CHARS:
         raise PayloadError(f"message of {len(message)} characters exceeds {MAX_MESSAGE_CHARS}")
+    if not message.isascii():
+        try:
+            message.encode()
+        except UnicodeEncodeError:  # JSON's "\ud800": a lone surrogate is no Unicode text to store
+            raise PayloadError("message is not valid Unicode text (lone surrogate escape)") from None
     if value is not None:
         if type(value) is not float and type(value) is not int:
             raise PayloadError(f"value must be a number or null, got {type(value).__name__}")

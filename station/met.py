@@ -7,6 +7,10 @@ AmeriFlux met names and converts them to the contract's units (``PA`` kPa, ``TA`
 ``grace_s`` after its end and becomes one :class:`~station.messages.MetRecord` stamped with the
 minute's end. :meth:`MetService.latest` offers the newest values (pressure, air temperature) to
 the flux engine. Polls run in one thread per device, so a sensor that times out delays only itself.
+
+A relative humidity over 100 % is treated as EddyPro treats it (``FluxParams``, its ``RHmax`` of
+130 %): a value above 100 % and below 130 % is saturation, reported as 100 %; 130 % or more, or 0 %
+or less, is not a humidity and is reported missing (:func:`eddypro_rh`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from firmware_bridge.modbus.poller import ModbusPoller, PollResult
 from station.diagnostics import InstrumentInterval
 from station.logs import event
 from station.messages import MetRecord
-from station.monitorconfig import ModbusDeviceConfig
+from station.monitorconfig import ModbusDeviceConfig, met_base_name
 
 log = logging.getLogger("station.met")
 
@@ -87,6 +91,18 @@ class MinuteMeans:
         return reading
 
 
+#: EddyPro's RHmax [%]: "max acceptable RH for keep doing calculations"
+RH_MAX_PCT = 130.0
+
+
+def eddypro_rh(value: float) -> float:
+    """A sensor's relative humidity [%] as EddyPro treats it: 100 % for a value above 100 % and below
+    ``RHmax`` (130 %: saturation, a wet sensor in fog), NaN at or above ``RHmax`` or at or below 0."""
+    if not math.isfinite(value) or value <= 0.0 or value >= RH_MAX_PCT:
+        return math.nan
+    return min(value, 100.0)
+
+
 class MetDevice:
     """One configured Modbus sensor: polls, maps its points to met names and feeds ``sink``."""
 
@@ -101,6 +117,7 @@ class MetDevice:
             self.poller = ModbusPoller(config.map, "rtu", port=addr.path, baudrate=config.baud, parity=config.parity,
                                        stopbits=config.stopbits, **common)
         self.mapping = [(p.point, p.name, *config.factor(p)) for p in config.points]
+        self._humidity = {p.name for p in config.points if met_base_name(p.name) == "RH"}
         self.polls = 0
         self.polls_ok = 0
         self.answered = False
@@ -113,9 +130,22 @@ class MetDevice:
         return self.config.name
 
     def convert(self, result: PollResult) -> dict[str, float]:
-        """The poll's mapped points as {met name: value in its AmeriFlux unit} (NaN where failed)."""
-        return {name: result.values.get(point, math.nan) * scale + offset
-                for point, name, scale, offset in self.mapping}
+        """The poll's mapped points as {met name: value in its AmeriFlux unit} (NaN where failed;
+        relative humidity as :func:`eddypro_rh`)."""
+        values = {name: result.values.get(point, math.nan) * scale + offset
+                  for point, name, scale, offset in self.mapping}
+        for name in self._humidity:
+            values[name] = eddypro_rh(values[name])
+        return values
+
+    def _rejected(self, result: PollResult) -> list[str]:
+        """Reasons for humidities :func:`eddypro_rh` turned into missing values."""
+        out = []
+        for point, name, scale, offset in self.mapping:
+            value = result.values.get(point, math.nan) * scale + offset
+            if name in self._humidity and math.isfinite(value) and math.isnan(eddypro_rh(value)):
+                out.append(f"{name}: {value:.4g} % is not a relative humidity (EddyPro accepts 0..{RH_MAX_PCT:g} %)")
+        return out
 
     def poll_once(self, time_s: float | None = None) -> dict[str, float]:
         """Poll the device once; ``time_s`` overrides the poll's own wall-clock time stamp."""
@@ -127,7 +157,7 @@ class MetDevice:
         was = self.answered
         self.answered = any(math.isfinite(v) for v in values.values())
         if not mapped_ok:
-            error = "; ".join(f"{p}: {r}" for p, r in result.errors[:2])
+            error = "; ".join([f"{p}: {r}" for p, r in result.errors[:2]] + self._rejected(result))
             if error != self._last_error or was != self.answered:
                 event(log, "met_poll_failed", logging.WARNING if was or not self.polls_ok else logging.INFO,
                       device=self.name, error=error)

@@ -1,9 +1,17 @@
-"""Publishes the spool to MQTT, oldest first, QoS 1; a row is deleted only after its PUBACK.
+"""Publishes the spool to MQTT, oldest first, QoS 1; a row is deleted only after its PUBACK, and
+then only ``keep_acked_s`` later if the link stayed up meanwhile.
 
 paho keeps unacknowledged QoS 1 messages in memory and re-sends them (same message id, in order)
 after a reconnect; the spool covers what memory cannot (process restarts, power loss): anything
 not yet acknowledged is sent again, so delivery is at least once and the collector's keyed writes
 make repeats harmless.
+
+A PUBACK means the broker has the message in memory, not on disk: mosquitto 2.0 writes its
+persistence file every ``autosave_interval`` seconds, so a broker killed with SIGKILL (or a crash, a
+power cut) loses what it acknowledged since its last save. The station therefore keeps each
+acknowledged row ``keep_acked_s`` longer (longer than the broker's autosave interval plus the time
+to notice a dead broker, deploy/mosquitto/README.md) and deletes it only if the connection stayed
+up all that time; after any disconnect the rows it still keeps are sent again, oldest first.
 
 The retained status topic says ``online`` (with version and config hash) after each connect; the
 last will, registered with the broker at connect, says ``offline`` if the station vanishes (kill,
@@ -45,7 +53,8 @@ NO_SUBSCRIBER_PAUSE_S = 5.0
 
 class Publisher(threading.Thread):
     def __init__(self, spool: Spool, config: MqttConfig, client_id: str, status_topic: str,
-                 online_payload: bytes, offline_payload: bytes, max_inflight: int = 20) -> None:
+                 online_payload: bytes, offline_payload: bytes, max_inflight: int = 20,
+                 keep_acked_s: float = 0.0) -> None:
         super().__init__(name="publisher", daemon=True)
         self.spool = spool
         self.config = config
@@ -53,13 +62,17 @@ class Publisher(threading.Thread):
         self.online_payload = online_payload
         self.offline_payload = offline_payload
         self.max_inflight = max_inflight
+        self.keep_acked_s = keep_acked_s
         self.published = 0
         self.connects = 0
         self.failed_attempts = 0
         self.last_error: str | None = None
         self._inflight: dict[int, tuple[int, str]] = {}  # MQTT message id -> (spool row id, topic)
         self._lock = threading.Lock()
-        self._acked: set[int] = set()  # spool rows acknowledged, not yet deleted (never re-sent)
+        #: spool rows acknowledged -> monotonic time of the PUBACK; deleted keep_acked_s later, sent
+        #: again if the link drops before that
+        self._acked: dict[int, float] = {}
+        self.resent_after_disconnect = 0
         self._held: dict[int, float] = {}  # spool rows the broker refused -> monotonic retry time
         self._paused: dict[str, float] = {}  # topics nobody took -> monotonic time to try them again
         self.unrouted = 0
@@ -122,6 +135,20 @@ class Publisher(threading.Thread):
             event(log, "mqtt_disconnected", logging.WARNING, reason=str(reason_code),
                   inflight=self.inflight())
         self._connected.clear()
+        kept = self._release_kept()
+        if kept and not self._halt.is_set():
+            event(log, "mqtt_resend_kept", rows=kept, keep_acked_s=self.keep_acked_s)
+
+    def _release_kept(self) -> int:
+        """The broker may have lost what it acknowledged before its last save: rows still kept go
+        back to the spool's queue and are sent again after the reconnect."""
+        due = time.monotonic() - self.keep_acked_s
+        with self._lock:
+            kept = [row for row, at in self._acked.items() if at > due]
+            for row in kept:
+                del self._acked[row]
+            self.resent_after_disconnect += len(kept)
+        return len(kept)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         refused = reason_code is not None and reason_code.is_failure
@@ -137,7 +164,7 @@ class Publisher(threading.Thread):
                 self._held[row] = self._paused[topic]
                 self.unrouted += 1
             elif row is not None:
-                self._acked.add(row)
+                self._acked[row] = time.monotonic()
         if row is not None and unrouted and new_pause:  # once per pause, not per message
             event(log, "mqtt_no_subscribers", logging.WARNING, topic=topic, row=row, retry_s=NO_SUBSCRIBER_PAUSE_S,
                   unrouted=self.unrouted)
@@ -165,11 +192,15 @@ class Publisher(threading.Thread):
         self._delete_acked()
 
     def _delete_acked(self) -> None:
+        due = time.monotonic() - self.keep_acked_s
         with self._lock:
-            ids = list(self._acked)
+            ids = [row for row, at in self._acked.items() if at <= due]
+        if not ids:
+            return
         self.spool.delete(ids)
         with self._lock:
-            self._acked.difference_update(ids)
+            for row in ids:
+                self._acked.pop(row, None)
         self.published += len(ids)
 
     def _send_more(self) -> None:
@@ -181,7 +212,7 @@ class Publisher(threading.Thread):
             for topic in [t for t, at in self._paused.items() if at <= now]:
                 del self._paused[topic]
             paused = frozenset(self._paused)
-            busy = {r for r, _ in self._inflight.values()} | self._acked | set(self._held)
+            busy = {r for r, _ in self._inflight.values()} | set(self._acked) | set(self._held)
         if room <= 0:
             return
         for msg in self.spool.oldest(room, exclude=busy, exclude_topics=paused):
@@ -201,10 +232,16 @@ class Publisher(threading.Thread):
         with self._lock:
             return len(self._inflight)
 
+    def kept(self) -> int:
+        """Rows acknowledged by the broker that the spool still keeps (``keep_acked_s``)."""
+        with self._lock:
+            return len(self._acked)
+
     def stop(self, drain_s: float = 5.0) -> None:
         """Send what is spooled for up to ``drain_s`` seconds, announce offline, disconnect."""
         deadline = time.monotonic() + drain_s
-        while time.monotonic() < deadline and self._connected.is_set() and (self.spool.depth() or self.inflight()):
+        while time.monotonic() < deadline and self._connected.is_set() and (
+                self.spool.depth() > self.kept() or self.inflight()):
             self._wake.set()
             time.sleep(0.1)
         if self._connected.is_set():

@@ -347,8 +347,9 @@ def run(paths: list[str], out_path: str, metadata: str | None = None, period_min
         jobs: int = 1, progress=sys.stderr, options: Options | None = None, digits: int | None = 6,
         utc_offset_h: float | None = None) -> int:
     """Process ``paths`` into one AmeriFlux CSV (``digits`` significant digits, None: exact ``repr``);
-    returns 0, or 1 if any file failed. Time stamps: UTC + ``utc_offset_h`` hours if given, else the
-    standard time of each file's zone (UTC, with a note, for files that name none). Every missing
+    returns 0, or 1 if any file failed (and writes no CSV when not one period came out). Time stamps:
+    UTC + ``utc_offset_h`` hours if given, else the standard time of each file's zone (UTC, with a
+    note, for files that name none). Every missing
     FC, FH2O, LE, H, TAU, USTAR or FCH4 gets a reason: one line on stderr per period and variable and
     a row in ``<out stem>_reasons.csv`` (written only if there is one)."""
     started = time.monotonic()
@@ -385,6 +386,10 @@ def run(paths: list[str], out_path: str, metadata: str | None = None, period_min
     for start, end, var, why, path in reasons:
         print(f"fluxedge: {ameriflux.timestamp(start)}-{ameriflux.timestamp(end)} {var} = -9999: {why} "
               f"({Path(path).name})", file=sys.stderr)
+    if not rows:  # not one period: a header-only CSV would pass for a result
+        kept = f" (the existing {out_path} is left as it was)" if Path(out_path).exists() else ""
+        print(f"fluxedge: error: not one period could be processed: {out_path} not written{kept}", file=sys.stderr)
+        return 1
     with open(out_path, "w", newline="") as fh:
         n = ameriflux.write(fh, rows, columns, digits=digits)
     companion = reasons_path(out_path)

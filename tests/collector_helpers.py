@@ -61,10 +61,13 @@ def influx(port: int, database: str) -> InfluxConfig:
 class Publisher:
     """A station-like QoS 1 publisher; :meth:`send` returns once the broker acknowledged all."""
 
-    def __init__(self, port: int, client_id: str, username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, port: int, client_id: str, username: str | None = None, password: str | None = None,
+                 ca_file: str | None = None) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if username is not None:
             self.client.username_pw_set(username, password)
+        if ca_file is not None:  # TLS, trusting this CA (the shipped broker's station listener)
+            self.client.tls_set(ca_certs=ca_file)
         self.client.max_inflight_messages_set(200)
         #: PUBACK reason of each message id ("Success", "No matching subscribers", ...)
         self.reasons: dict[int, str] = {}
@@ -90,8 +93,8 @@ class Publisher:
 class Listener:
     """Collects the messages of one topic filter (e.g. the dead-letter topic)."""
 
-    def __init__(self, port: int, topic: str, client_id: str, username: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(self, port: int, topic: str | list[str], client_id: str, username: str | None = None,
+                 password: str | None = None, ca_file: str | None = None) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self.ready = threading.Event()
@@ -100,7 +103,10 @@ class Listener:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if username is not None:
             self.client.username_pw_set(username, password)
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=ca_file)
+        topics = [(t, 1) for t in ([topic] if isinstance(topic, str) else topic)]
+        self.client.on_connect = lambda c, *_: c.subscribe(topics)
         self.client.on_subscribe = lambda c, u, mid, codes, props: (self.granted.extend(map(str, codes)),
                                                                      self.ready.set())
         self.client.on_message = self._on_message

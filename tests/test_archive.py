@@ -113,7 +113,8 @@ def test_file_layout_copies_licor(tmp_path):
         assert not missing, (section, missing)
     site = meta["Site"]
     assert (float(site["altitude"]), float(site["latitude"]), float(site["longitude"])) == (5.0, 1.35, 103.8)
-    assert float(site["canopy_height"]) == 3.0 and float(site["displacement_height"]) == 0.0  # 0: EddyPro's 0.67 h
+    assert float(site["canopy_height"]) == 3.0
+    assert site["displacement_height"] == "" and site["roughness_length"] == ""  # unset: EddyPro derives them
     assert float(meta["Timing"]["acquisition_frequency"]) == 20.0 and float(meta["Timing"]["file_duration"]) == 5.0
     ins = meta["Instruments"]
     assert (ins["instr_1_manufacturer"], ins["instr_1_model"], float(ins["instr_1_height"])) == ("csi", "csat3_1", 20.0)
@@ -148,6 +149,74 @@ def test_unplugged_analyser_leaves_no_empty_gas_columns(tmp_path):
     assert outcome.status == "ok" and math.isfinite(outcome.results["H"])
     raw = read_raw(outcome.archive_path)
     assert "co2" not in raw.columns and "pa" not in raw.columns and "ts" in raw.columns
+
+
+def metadata_of(path) -> configparser.ConfigParser:
+    path = Path(path)
+    with zipfile.ZipFile(path) as zf:
+        meta = configparser.ConfigParser(interpolation=None)
+        meta.read_string(zf.read(f"{path.stem}.metadata").decode("utf-8"))
+    return meta
+
+
+def test_site_heights_are_left_empty_when_unset_and_written_when_set(tmp_path):
+    block = turbulence_block(seconds=120, seed=8)
+    unset = run_job(block, job_for(tmp_path / "unset"))
+    site = metadata_of(unset.archive_path)["Site"]
+    # EddyPro warns for a 0 every period; empty means "not set" (d = 0.67 h, z0 = 0.15 h)
+    assert site["displacement_height"] == "" and site["roughness_length"] == ""
+    assert read_raw(unset.archive_path).metadata.site.displacement_height_m is None
+    tower = TowerInfo(*[getattr(TOWER, f) for f in ("station_id", "latitude_deg", "longitude_deg", "altitude_m",
+                                                    "canopy_height_m")], 2.5,
+                      *[getattr(TOWER, f) for f in ("measurement_height_m", "sonic_name", "sonic_driver",
+                                                    "north_offset_deg", "gas_name", "gas_driver", "gas_separation_m")])
+    given = run_job(block, job_for(tmp_path / "set", tower))
+    assert float(metadata_of(given.archive_path)["Site"]["displacement_height"]) == 2.5
+    assert given.results["ZL"] != unset.results["ZL"]  # the engine really uses it
+
+
+def csat3_words(n: int, rng, flagged: np.ndarray) -> np.ndarray:
+    """CSAT3 diagnostic words as the instrument sends them: a 0..63 counter in bits 5-0, range codes
+    in bits 11-6 (nonzero on a good sample too) and, on ``flagged`` samples, warning flags 15-12."""
+    counter = np.arange(n) % 64
+    ranges = rng.integers(0, 4, (n, 3))
+    words = (ranges[:, 0] << 10) | (ranges[:, 1] << 8) | (ranges[:, 2] << 6) | counter
+    flags = np.where(flagged, rng.choice([0x1000, 0x4000, 0x5000, 0x8000], n), 0)
+    return (words | flags).astype(float)
+
+
+def test_anemometer_diagnostic_is_archived_as_the_diagnostic_eddypro_screens_by(tmp_path):
+    """The sonic's word goes in as EddyPro's ``anemometer_diagnostic`` (not ``ignore``), reduced to
+    what marks a bad sample (CSAT3: its warning flags; counter and range codes are no diagnostic),
+    so EddyPro discards exactly the flagged records and keeps every other one."""
+    rng = np.random.default_rng(4)
+    plain = turbulence_block(seconds=600, seed=21, gaps=False)
+    n = plain.expected
+    flagged = rng.random(n) < 0.04
+    cols = dict(plain.columns)
+    cols["diag_sonic"] = csat3_words(n, rng, flagged)
+    for k in ("u", "w", "t_sonic"):  # flagged records carry garbage, as a blocked sonic path does
+        cols[k] = np.where(flagged, cols[k] + 9.0, cols[k])
+    block = PeriodBlock(plain.start_s, plain.end_s, plain.rate_hz, plain.time_s, cols, n, n)
+    options = Options()
+    outcome = run_job(block, job_for(tmp_path / "a", options=options))
+    assert outcome.status == "ok"
+    path = Path(outcome.archive_path)
+    described = metadata_of(path)["FileDescription"]
+    names = {described[f"col_{k.split('_')[1]}_variable"] for k in described if k.endswith("_variable")}
+    assert "anemometer_diagnostic" in names
+    raw = read_raw(path)
+    expected_words = np.where(flagged, cols["diag_sonic"].astype(np.int64) & 0xF000, 0)
+    assert np.array_equal(raw["diag_sonic"], expected_words)  # good samples read 0 despite counter/ranges
+    # EddyPro's screen dropped exactly the flagged records: the fluxes are those of the clean block
+    screened = {k: (np.where(flagged, np.nan, v) if k in ("u", "v", "w", "t_sonic") else v) for k, v in cols.items()}
+    clean = run_job(PeriodBlock(block.start_s, block.end_s, block.rate_hz, block.time_s, screened, n,
+                                int((~flagged).sum())), job_for(tmp_path / "b", options=options))
+    for key in ("H", "LE", "FC", "USTAR", "TAU"):
+        assert math.isfinite(outcome.results[key]) and outcome.results[key] == pytest.approx(clean.results[key],
+                                                                                              rel=1e-9), key
+    # and `fluxedge flux process` on the archive gives the live results bit for bit
+    assert_identical(outcome.results, path, tmp_path, options)
 
 
 # ------------------------------------------------------------------------------------------ atomicity

@@ -3,9 +3,13 @@ influxd partial writes), v2 writes through the translating shim, retries with ca
 
 import threading
 
+import pytest
+
 from collector.config import InfluxConfig
 from collector.deadletter import reason_key
-from collector.lineprotocol import alarm_lines, diag_lines, lines_for, met_lines
+from collector.lineprotocol import alarm_lines, diag_lines, escape_tag, lines_for, met_lines
+from collector.localservers import free_port
+from collector.metrics import Metrics, metrics_line
 from collector.query import influxql
 from collector.sinks import InfluxV1Sink, InfluxV2Sink, SinkError
 from collector.v2shim import V2WriteShim
@@ -22,9 +26,9 @@ def test_lines_are_keyed_by_tags_and_millisecond_time():
     assert diag_lines("s", [m.DiagRecord(T, "sonic", {"CONNECTED": 1.0})]) == [
         "diag,station=s,source=sonic CONNECTED=1.0 1795341660250"]
     event = m.AlarmEvent(T, "silent", "irga", "raised", "critical", 'no "data"\nat all \\', 30.0)
-    assert alarm_lines("s", [event]) == [
+    assert alarm_lines("s", [event]) == [  # the newline goes raw: InfluxDB would store "\n" as two characters
         r'alarm,station=s,source=irga,alarm=silent state="raised",severity="critical",'
-        r'message="no \"data\"\nat all \\",value=30.0 1795341660250']
+        'message="no \\"data\\"\nat all \\\\",value=30.0 1795341660250']
     assert lines_for(m.Batch("s", "alarm", [m.AlarmEvent(T, "x", "y", "cleared", "warning", "")])) == [
         'alarm,station=s,source=y,alarm=x state="cleared",severity="warning",message="" 1795341660250']
 
@@ -98,28 +102,48 @@ def test_v2_writes_land_in_influxd_through_the_shim_and_redeliveries_overwrite(i
 
 
 def test_unreachable_and_refusing_servers_are_told_apart(influxd):
-    down = InfluxV1Sink(InfluxConfig(url="http://127.0.0.1:9", database="x", timeout_s=1))
-    try:
+    down = InfluxV1Sink(InfluxConfig(url=f"http://127.0.0.1:{free_port()}", database="x", timeout_s=1))
+    with pytest.raises(SinkError) as unreachable:
         down.write(["m v=1 1"])
-    except SinkError as exc:
-        assert exc.retryable and exc.status is None and "unreachable" in str(exc)
+    assert unreachable.value.retryable and unreachable.value.status is None
+    assert "unreachable" in str(unreachable.value)
     missing = InfluxV1Sink(InfluxConfig(url=f"http://127.0.0.1:{influxd.port}", database="no_such_db"))
-    try:
+    with pytest.raises(SinkError) as not_found:  # a configuration problem: retried, never dead-lettered
         missing.write(["m v=1 1"])
-    except SinkError as exc:  # a configuration problem: retried, never dead-lettered
-        assert exc.status == 404 and exc.retryable and "database not found" in str(exc)
+    assert not_found.value.status == 404 and not_found.value.retryable
+    assert "database not found" in str(not_found.value)
     bad = InfluxV1Sink(influx(influxd.port, "badlines"))
-    try:
+    with pytest.raises(SinkError) as refused:
         bad.write(["m v=1 1", "this is not line protocol"])
-    except SinkError as exc:
-        assert exc.bad_data and exc.status == 400
-    else:
-        raise AssertionError("influxd accepted a malformed line")
+    assert refused.value.bad_data and refused.value.status == 400
+
+
+def test_v2_sink_tells_unreachable_and_refusing_servers_apart(influxd):
+    """The same three cases through influxdb-client (/api/v2/write via the shim to influxd 1.6)."""
+    down = InfluxV2Sink(InfluxConfig(url=f"http://127.0.0.1:{free_port()}", api=2, bucket="x", token="u:p",
+                                     timeout_s=1))
+    with pytest.raises(SinkError) as unreachable:
+        down.write(["m v=1 1"])
+    assert unreachable.value.retryable and unreachable.value.status is None
+    down.close()
+    influx(influxd.port, "v2badlines")
+    shim = V2WriteShim(f"http://127.0.0.1:{influxd.port}")
+    try:
+        missing = InfluxV2Sink(InfluxConfig(url=shim.url, api=2, bucket="no_such_db/autogen", token="u:p"))
+        with pytest.raises(SinkError) as not_found:
+            missing.write(["m v=1 1"])
+        assert not_found.value.status == 404 and not_found.value.retryable
+        missing.close()
+        bad = InfluxV2Sink(InfluxConfig(url=shim.url, api=2, bucket="v2badlines/autogen", token="u:p"))
+        with pytest.raises(SinkError) as refused:
+            bad.write(["m v=1 1", "this is not line protocol"])
+        assert refused.value.bad_data and refused.value.status == 400
+        bad.close()
+    finally:
+        shim.stop()
 
 
 def test_metrics_cover_an_interval_and_become_one_point():
-    from collector.metrics import Metrics, metrics_line
-
     metrics = Metrics()
     metrics.batch_done(messages=100, points=930, latency_s=0.05, lag_s=0.3, retries=2, splits=0)
     metrics.batch_done(messages=50, points=465, latency_s=0.15, lag_s=0.1, retries=0, splits=4)
@@ -133,3 +157,55 @@ def test_metrics_cover_an_interval_and_become_one_point():
     assert line.endswith(" 1795341660000")
     again = metrics.take(inbox=0)
     assert again.messages == 0 and again.dead_letters == 0 and again.dead_letters_total == 1
+
+
+#: alarm messages whose text must come back from InfluxDB exactly as sent (issue 14: newline and CR
+#: were stored as the two characters backslash-n / backslash-r)
+MESSAGES = ["line one\nline two", "crlf\r\nend", "lone cr\r", "\n", "trailing newline\n", "back\\slash",
+            "ends with a backslash\\", "\\", "\\\\", "literal \\n is not a newline", 'a "quoted" word', '\\"',
+            "tab\there, µ°☃ \U0001f600", "", "comma, equals= and spaces  "]
+#: tag values that must come back exactly (a backslash was stored doubled)
+TAGS = ["a\\b", "C:\\temp\\x", "\\lead", "two\\\\back", "with space", "com,ma", "eq=ual", "mid\\dle of, all= ",
+        "µ-unicode"]
+
+
+def _round_trip_lines() -> list[str]:
+    events = [m.AlarmEvent(T + i, "rt", "irga", "raised", "warning", text) for i, text in enumerate(MESSAGES)]
+    lines = alarm_lines("rt-tower", events)
+    lines += [f"tagrt,t={escape_tag(tag)} i={i}i {round(T * 1000) + i}" for i, tag in enumerate(TAGS)]
+    lines.append(metrics_line("collector\\1 a,b=c", Metrics().take(inbox=0), T))
+    return lines
+
+
+def _stored(config: InfluxConfig) -> tuple[list[str], list[str], list[str]]:
+    messages = [r["message"] for r in influxql(config, "SELECT message FROM alarm WHERE station = 'rt-tower'")]
+    tags = [r["t"] for r in influxql(config, "SELECT i, t FROM tagrt")]
+    collectors = [r["collector"] for r in influxql(config, "SELECT messages, collector FROM collector")]
+    return messages, tags, collectors
+
+
+def test_text_is_stored_exactly_as_sent_through_v1_write(influxd):
+    db = influx(influxd.port, "roundtrip_v1")
+    InfluxV1Sink(db).write(_round_trip_lines())
+    assert _stored(db) == (MESSAGES, TAGS, ["collector\\1 a,b=c"])
+
+
+def test_text_is_stored_exactly_as_sent_through_v2_write(influxd):
+    influx(influxd.port, "roundtrip_v2")
+    shim = V2WriteShim(f"http://127.0.0.1:{influxd.port}")
+    try:
+        sink = InfluxV2Sink(InfluxConfig(url=shim.url, api=2, bucket="roundtrip_v2/autogen", token="u:p"))
+        sink.write(_round_trip_lines())
+        sink.close()
+    finally:
+        shim.stop()
+    db = InfluxConfig(url=f"http://127.0.0.1:{influxd.port}", database="roundtrip_v2")
+    assert _stored(db) == (MESSAGES, TAGS, ["collector\\1 a,b=c"])
+
+
+@pytest.mark.parametrize("value", ["ends\\", "a\\,b", "a\\ b", "a\\=b", "", "new\nline", "cr\r"])
+def test_tag_values_influxdb_cannot_store_as_sent_are_refused(value):
+    """InfluxDB 1.x keeps a backslash literally except before ',', '=' or ' ', and has no way to write
+    one there or at the end; writing such a value would store something else, so it is refused."""
+    with pytest.raises(ValueError, match="cannot be stored"):
+        escape_tag(value)

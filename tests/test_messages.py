@@ -143,3 +143,33 @@ def test_limits_and_tables_hold_the_contract_names():
                  "SPOOL_DROPPED", "NTP_SYNCED", "CLOCK_JUMP_S", "UPTIME_S"):
         assert name in m.DIAG_FIELDS
     assert m.MET_FIELDS["PA"][0] == "kPa" and m.MET_FIELDS["PPFD_IN"][0] == "umol m-2 s-1"
+
+
+def _flux_doc(start: str, end: str) -> bytes:
+    return json.dumps({"schema": 1, "kind": "flux", "station": "S", "seq": 1, "period_start": start,
+                       "period_end": end, "values": {"FC": -1.5}}).encode()
+
+
+@pytest.mark.parametrize(("start", "end", "reason"), [
+    ("1900-01-01T00:00:00Z", "1900-01-01T00:30:00Z", "period_start 1900-01-01T00:00:00Z is outside 1970..2199"),
+    ("1969-12-31T23:30:00Z", "1970-01-01T00:00:00Z", "period_start 1969-12-31T23:30:00Z is outside 1970..2199"),
+    ("2199-12-31T23:30:00Z", "2200-01-01T00:00:00Z", "period_end 2200-01-01T00:00:00Z is outside 1970..2199"),
+    ("2250-01-01T00:00:00Z", "2250-01-01T00:30:00Z", "period_start 2250-01-01T00:00:00Z is outside 1970..2199"),
+])
+def test_flux_period_bounds_are_range_checked_like_record_times(start, end, reason):
+    """Issue 14: a flux period in 1900 or 2250 was stored; record times were already refused."""
+    with pytest.raises(m.PayloadError, match=reason):
+        m.decode("p", "p/v1/S/flux", _flux_doc(start, end))
+    first = m.decode("p", "p/v1/S/flux", _flux_doc("1970-01-01T00:00:00Z", "1970-01-01T00:30:00Z"))
+    last = m.decode("p", "p/v1/S/flux", _flux_doc("2199-12-31T23:00:00Z", "2199-12-31T23:30:00Z"))
+    assert first.period_start == 0 and last.period_end == m.LATEST_TIME_S - 1800
+
+
+def test_alarm_message_with_a_lone_surrogate_is_rejected():
+    """JSON may escape half a surrogate pair ("\\ud800"); such a message is no text InfluxDB can take
+    (it used to kill the collector's writer thread with UnicodeEncodeError)."""
+    raw = json.dumps(_alarm_doc(message="lost \ud800 half")).encode()
+    with pytest.raises(m.PayloadError, match="message is not valid Unicode text"):
+        m.decode("p", "p/v1/S/alarm", raw)
+    whole = m.decode("p", "p/v1/S/alarm", json.dumps(_alarm_doc(message="pair \U0001f600 ok\r\n")).encode())
+    assert whole.records[0].message == "pair \U0001f600 ok\r\n"

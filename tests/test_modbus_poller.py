@@ -300,7 +300,7 @@ def test_wrong_word_order_gives_different_values_and_range_errors(transport):
         result = poller.poll()
         reasons = result.reasons()
         assert reasons["rh"].startswith("out of range: 5.") and reasons["rh"].endswith(
-            "%RH outside 0..100 (wrong word order?)")
+            "%RH outside 0..130 (wrong word order?)")
         assert math.isnan(result.values["rh"])
         # 21.5 = 0x41AC0000 swapped is a denormal: in range, but not 21.5
         assert result.values["t_air"] != pytest.approx(21.5, abs=1)

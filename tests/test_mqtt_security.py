@@ -1,7 +1,8 @@
-"""MQTT security against a real mosquitto: a TLS listener (certificates made with the openssl CLI
-at test time) with a password file and client certificates. The station's publisher connects
-with TLS + credentials; a wrong password or an untrusted CA is refused with a logged reason and
-the spooled data stays in the spool."""
+"""MQTT security against a real mosquitto running the shipped deploy/mosquitto config (its TLS
+listener, certificates made with the openssl CLI at test time, its password file and ACL, and its
+documented option ``require_certificate true``). The station's publisher connects with TLS +
+credentials + client certificate; a wrong password or an untrusted CA is refused with a logged
+reason and the spooled data stays in the spool."""
 
 import json
 import logging
@@ -12,7 +13,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from collector.localservers import find_binary, start_mosquitto
+from collector.localservers import start_shipped_mosquitto
 from station.config import MqttConfig, TlsConfig
 from station.config import load as load_station_config
 from station.configschema import ConfigError
@@ -51,16 +52,9 @@ def secure_broker(tmp_path_factory):
     make_ca(d, "rogue-ca")
     make_cert(d, "ca", "broker", san="IP:127.0.0.1,DNS:localhost")
     make_cert(d, "ca", "station")
-    subprocess.run([find_binary("mosquitto_passwd"), "-b", "-c", str(d / "passwd"), USER, PASSWORD], check=True)
-    subprocess.run([find_binary("mosquitto_passwd"), "-b", str(d / "passwd"), "reader", "reader-pw"], check=True)
-    (d / "acl").write_text(f"user {USER}\ntopic readwrite fluxedge/v1/{USER}/#\n"
-                           "user reader\ntopic read fluxedge/#\n")
-    server = start_mosquitto(d / "broker-data", extra_config=(
-        f"cafile {d}/ca.crt\ncertfile {d}/broker.crt\nkeyfile {d}/broker.key\n"
-        "require_certificate true\n"
-        "allow_anonymous false\n"
-        f"password_file {d}/passwd\n"
-        f"acl_file {d}/acl\n"))
+    # the stations' TLS listener as shipped, with its commented-out client-certificate option on
+    server = start_shipped_mosquitto(d / "broker-data", {USER: PASSWORD, "monitor": "monitor-pw"}, certs=d,
+                                     uncomment=("require_certificate",))
     yield server, d
     server.stop()
 
@@ -76,7 +70,7 @@ def watcher(port, d, topic):
     got, connected = [], threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{time.monotonic_ns()}",
                          protocol=mqtt.MQTTv5)
-    client.username_pw_set("reader", "reader-pw")
+    client.username_pw_set("monitor", "monitor-pw")
     client.tls_set(ca_certs=str(d / "ca.crt"), certfile=str(d / "station.crt"), keyfile=str(d / "station.key"))
     client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
     client.on_subscribe = lambda *_: connected.set()  # SUBACK: from here on nothing is missed
@@ -102,11 +96,11 @@ def wait_for(cond, timeout_s):
 
 def test_station_publishes_over_tls_with_credentials_and_client_certificate(secure_broker, tmp_path):
     server, d = secure_broker
-    client, got = watcher(server.port, d, "fluxedge/v1/tower-7/#")
+    client, got = watcher(server.tls_port, d, "fluxedge/v1/tower-7/#")
     spool = Spool(tmp_path / "spool.sqlite")
     for i in range(3):
         spool.put("flux", FLUX, json.dumps({"seq": i}).encode())
-    pub = make_publisher(spool, mqtt_config(server.port, d))
+    pub = make_publisher(spool, mqtt_config(server.tls_port, d))
     pub.start()
     try:
         assert wait_for(lambda: spool.depth() == 0, 15), pub.link_state
@@ -132,7 +126,7 @@ def test_refused_connection_logs_why_and_keeps_the_data(secure_broker, tmp_path,
     caplog.set_level(logging.DEBUG, logger="station.publisher")
     spool = Spool(tmp_path / "spool.sqlite")
     ids = [spool.put("flux", FLUX, json.dumps({"seq": i}).encode()) for i in range(3)]
-    pub = make_publisher(spool, mqtt_config(server.port, d, password=password, ca=ca))
+    pub = make_publisher(spool, mqtt_config(server.tls_port, d, password=password, ca=ca))
     pub.start()
     try:
         assert wait_for(lambda: pub.failed_attempts >= 2, 15), "no retries seen"
@@ -149,12 +143,12 @@ def test_refused_connection_logs_why_and_keeps_the_data(secure_broker, tmp_path,
 def test_a_message_the_broker_refuses_stays_in_the_spool_and_the_rest_flow(secure_broker, tmp_path, caplog):
     server, d = secure_broker
     caplog.set_level(logging.INFO, logger="station.publisher")
-    client, got = watcher(server.port, d, "fluxedge/v1/tower-7/#")
+    client, got = watcher(server.tls_port, d, "fluxedge/v1/tower-7/#")
     spool = Spool(tmp_path / "spool.sqlite")
     spool.put("flux", FLUX, b'{"seq": 1}')
     denied = spool.put("flux", "fluxedge/v1/someone-else/flux", b'{"seq": 2}')  # the ACL forbids it
     spool.put("flux", FLUX, b'{"seq": 3}')
-    pub = make_publisher(spool, mqtt_config(server.port, d))
+    pub = make_publisher(spool, mqtt_config(server.tls_port, d))
     pub.start()
     try:
         assert wait_for(lambda: spool.depth() == 1 and pub.rejected == 1, 15), (spool.depth(), pub.rejected)
@@ -194,7 +188,7 @@ path = "{tmp_path / 'spool.sqlite'}"
 
 @pytest.mark.parametrize(("tls_lines", "key", "problem"), [
     ('ca_file = "/nonexistent/ca.crt"', "mqtt.tls.ca_file", "does not exist"),
-    ('ca_file = "{d}/passwd"', "mqtt.tls.ca_file", "not a PEM CA certificate"),
+    ('ca_file = "{d}/broker-data/fluxedge.passwd"', "mqtt.tls.ca_file", "not a PEM CA certificate"),
     ('ca_file = "{d}/ca.crt"\ncert_file = "{d}/station.crt"', "mqtt.tls.key_file", "go together"),
     ('ca_file = "{d}/ca.crt"\ncert_file = "{d}/station.crt"\nkey_file = "{d}/broker.key"', "mqtt.tls.cert_file",
      "do not load together"),

@@ -48,6 +48,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from firmware_bridge.modbus.maps import Point, RegisterMap, load_map
 from firmware_bridge.modbus.registers import BIT_KINDS, ORDERS, encode
+from firmware_bridge.turbulence import TurbulenceSpec
 
 ValueSource = Callable[[float], Mapping[str, float]] | Mapping[str, float] | None
 
@@ -63,28 +64,35 @@ def datablock_address(pdu_address: int) -> int:
 
 
 # -- values ---------------------------------------------------------------------------------------------
-def met_values(t: float, period_s: float = 3600.0) -> dict[str, float]:
+def met_values(t: float, period_s: float = 3600.0, spec: TurbulenceSpec | None = None) -> dict[str, float]:
     """Slowly varying, mutually consistent met/soil values at time ``t`` [s] (one "day" = ``period_s``).
 
-    Dew point from Magnus (Sonntag 1990 constants 17.62/243.12), humidity variables from the
-    vapour pressure; names as in the shipped maps.
+    The air is the air of the turbulence model the emulated sonic and gas analysers observe
+    (``spec``, default :class:`~firmware_bridge.turbulence.TurbulenceSpec`): its mean temperature,
+    its pressure and the vapour pressure of its water-vapour mole fraction, so a station that takes
+    the met sensor's air temperature as the flux engine's ambient Ta gets the humidity its analyser
+    measures (a relative humidity below 100 %). Relative humidity and dew point from that vapour
+    pressure with Magnus (Sonntag 1990 constants 17.62/243.12); radiation, soil and supply voltage
+    follow a diurnal cycle; names as in the shipped maps.
     """
+    spec = spec or TurbulenceSpec()
     phase = 2 * math.pi * (t % period_s) / period_s
     day = math.sin(phase)
-    t_air = 15.0 + 6.0 * day
-    rh = 65.0 - 20.0 * day
+    t_air = spec.t_mean_k - 273.15
+    p = 10.0 * spec.pressure_kpa  # hPa
+    chi_v = spec.chi_v_mean_mmol_mol * 1e-3  # dry mole fraction [mol mol-1]
+    e = p * chi_v / (1.0 + chi_v)  # hPa (Dalton: the wet-air mole fraction of the total pressure)
+    es = 6.112 * math.exp(17.62 * t_air / (243.12 + t_air))  # hPa
+    rh = 100.0 * e / es
     gamma = math.log(rh / 100.0) + 17.62 * t_air / (243.12 + t_air)
     td = 243.12 * gamma / (17.62 - gamma)
-    es = 6.112 * math.exp(17.62 * t_air / (243.12 + t_air))  # hPa
-    e = es * rh / 100.0
-    p = 1005.0 + 3.0 * math.cos(phase / 2)
     irradiance = max(0.0, 850.0 * day)
     return {
         "t_air": t_air, "rh": rh, "td": td, "tdf": td, "td_atm": td, "tdf_atm": td,
         "t_wet": t_air - (t_air - td) / 3.0,
         "abs_humidity": 100.0 * e / (461.5 * (t_air + 273.15)) * 1000.0,
         "mixing_ratio": 622.0 * e / (p - e), "h2o_ppmv": 1e6 * e / p,
-        "pressure": p, "pressure_p1": p + 0.02, "qnh": p + 12.0, "pressure_tendency_3h": 1.5 * math.sin(phase / 2),
+        "pressure": p, "pressure_p1": p + 0.02, "qnh": p + 12.0, "pressure_tendency_3h": 0.0,
         "t_sensor": t_air + 2.0, "irradiance": irradiance, "irradiance_std": 0.02 * irradiance,
         "irradiance_raw": 9.0 * irradiance, "t_body": t_air + 0.004 * irradiance, "ppfd": 2.1 * irradiance,
         "ppfd_immersed": 2.3 * irradiance, "ppfd_solar": 2.0 * irradiance, "detector_mv": 0.2 * irradiance,

@@ -1,0 +1,86 @@
+"""What a new user hit on the command line: a decode of the wrong instrument that said nothing, a
+header-only CSV from a failed ``flux process``, ``-v`` refused after the subcommand, hidden defaults."""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from firmware_bridge import csat3
+from station.cli import build_parser
+
+_SCRIPT = Path(sys.executable).with_name("fluxedge")
+FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "station.cli"]
+
+
+def fluxedge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([*FLUXEDGE, *args], capture_output=True, input=stdin, timeout=120)
+    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+    return result
+
+
+def test_decode_with_the_wrong_instrument_says_so_and_fails(tmp_path):
+    capture = tmp_path / "capture.bin"
+    capture.write_bytes(csat3.encode([1.0] * 20, [0.0] * 20, [0.1] * 20, [25.0] * 20, range(20)))
+    wrong = fluxedge("bridge", "decode", "--instrument", "li7500", str(capture))
+    assert wrong.returncode == 1 and '"frames_ok": 0' in wrong.stdout
+    said = wrong.stderr
+    assert f"no li7500 frame in {capture.stat().st_size} bytes" in said and "decode as csat3" in said, said
+    right = fluxedge("bridge", "decode", "--instrument", "csat3", str(capture))
+    assert right.returncode == 0 and '"frames_ok": 20' in right.stdout and right.stderr == ""
+    empty = fluxedge("bridge", "decode", "--instrument", "li7500", "-", stdin=b"")  # nothing to decode: no error
+    assert empty.returncode == 0 and empty.stderr == ""
+
+
+def test_a_failed_flux_process_writes_no_csv(tmp_path):
+    bad = tmp_path / "2016-12-11T200000_AIU-1359.ghg"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    out = tmp_path / "fluxes.csv"
+    result = fluxedge("flux", "process", str(bad), "-o", str(out))
+    assert result.returncode == 1 and bad.name in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() and f"{out} not written" in result.stderr
+    out.write_text("an earlier run's result\n")  # left as it was, and said so
+    result = fluxedge("flux", "process", str(bad), "-o", str(out))
+    assert result.returncode == 1 and "left as it was" in result.stderr
+    assert out.read_text() == "an earlier run's result\n"
+
+
+def test_verbose_and_quiet_work_after_the_subcommand_too(tmp_path):
+    capture = tmp_path / "capture.bin"
+    capture.write_bytes(csat3.encode([1.0] * 5, [0.0] * 5, [0.1] * 5, [25.0] * 5, range(5)))
+    result = fluxedge("bridge", "decode", "--instrument", "csat3", str(capture), "-v")
+    assert result.returncode == 0, result.stderr
+    parser = build_parser()
+    for argv, verbose, quiet in (
+            (["bridge", "decode", "--instrument", "csat3", "f", "-v"], True, False),
+            (["-v", "bridge", "decode", "--instrument", "csat3", "f"], True, False),  # before: as always
+            (["bridge", "decode", "--instrument", "csat3", "f"], False, False),
+            (["station", "check", "-c", "x", "--quiet"], False, True),
+            (["-q", "flux", "process", "a.ghg", "-o", "o.csv", "--verbose"], True, True),
+            (["demo", "-v"], True, False)):
+        args = parser.parse_args(argv)
+        assert (args.verbose, args.quiet) == (verbose, quiet), argv
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for action in subs:
+        for name, child in action.choices.items():
+            yield from _leaves(child, (*path, name))
+
+
+def test_every_option_shows_its_default():
+    leaves = dict(_leaves(build_parser()))
+    assert len(leaves) >= 11 and ("flux", "process") in leaves and ("bridge", "sniff") in leaves
+    for path, parser in leaves.items():
+        for action in parser._actions:
+            default = action.default
+            if (not action.option_strings or default is None or isinstance(default, bool)
+                    or default in (argparse.SUPPRESS, [])):
+                continue
+            assert "default" in (action.help or ""), f"fluxedge {' '.join(path)} {action.option_strings[-1]}"
+    text = fluxedge("flux", "process", "--help").stdout
+    assert "default: vickers_mahrt" in text and "default: double" in text and "default: kljun_2004" in text
+    assert "(default: 3.0)" in fluxedge("station", "check", "--help").stdout
