@@ -208,7 +208,7 @@ class Collector:
         if self._writer is None or not self._writer.is_alive():
             return "writer thread ended"
         idle_s = time.monotonic() - self._writer_beat
-        if False:  # MUTATION
+        if idle_s > self.config.ingest.writer_hung_s:
             return f"writer hung for {idle_s:.0f} s (a write to InfluxDB did not return)"
         return None
 

@@ -1,5 +1,6 @@
 """Temporary mosquitto and influxd on 127.0.0.1 (free ports, private directories), for the demo
-and the tests. Production deployments use the configs in deploy/ instead."""
+and the tests. Production deployments use the configs in deploy/; :func:`start_shipped_mosquitto`
+runs mosquitto from those very files (deploy/mosquitto), only ports and paths changed."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 packages=()
 have mosquitto || packages+=(mosquitto mosquitto-clients)
 have influxd || packages+=(influxdb)
+have openssl || packages+=(openssl)  # the tests make the TLS certificates of their brokers
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
 if [ "${#packages[@]}" -gt 0 ]; then
     echo "setup: installing ${packages[*]} with apt"

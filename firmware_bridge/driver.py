@@ -57,6 +57,8 @@ class Driver:
         self.link_failures = 0
         self.bytes_read = 0
         self.last_frame_time: float | None = None
+        #: why the link last failed to open or was lost (None while it never failed)
+        self.last_error: str | None = None
         self._halt = threading.Event()
 
     def stop(self) -> None:
@@ -76,6 +78,7 @@ class Driver:
             try:
                 link.open()
             except LinkError as exc:
+                self.last_error = str(exc)
                 if self.connected or backoff == self.backoff_min_s:
                     self.on_event("instrument_unavailable", logging.WARNING,
                                   {"instrument": self.name, "error": str(exc), "retry_s": backoff})
@@ -93,6 +96,7 @@ class Driver:
                 self._read(link)
                 backoff = self.backoff_min_s
             except LinkError as exc:
+                self.last_error = str(exc)
                 self.link_failures += 1
                 self.on_event("instrument_lost", logging.WARNING, {"instrument": self.name, "error": str(exc)})
                 # a device that vanished usually needs a moment: start the backoff at its minimum

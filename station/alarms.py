@@ -70,7 +70,9 @@ class Rule:
     clear_at: float | None = None
     clear_after_s: float = 0.0
     severity: str = "warning"
-    #: the raise message; {source}, {value}, {threshold}, {unit} and {after} are filled in
+    #: the raise message; {source}, {value}, {threshold}, {unit}, {after} and {observed} (what the
+    #: source reported seeing, in words) are filled in. A message without {observed} gets it
+    #: appended after a colon when the source gave one.
     message: str = "{source}: {metric} {value:.4g} {unit} beyond {threshold:g} {unit}"
     sources: tuple[str, ...] = ()
 
@@ -96,8 +98,10 @@ class Rule:
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("instrument_silent", "SILENT_S", above=30.0, clear_at=2.0, severity="critical",
          message="no data from {source} for {value:.0f} s"),
+    # the text says what was observed (the port's last error, or a Modbus sensor's unanswered polls),
+    # not a guess: a busy port or a sensor on a shared bus is no reason to climb the tower
     Rule("instrument_disconnected", "CONNECTED", below=0.5, raise_after_s=10.0, severity="critical",
-         message="{source}: port closed for more than {after:g} s (unplugged or powered off?)"),
+         message="{source}: for more than {after:g} s, {observed}"),
     Rule("missing_samples_high", "MISSING_PCT", above=10.0, clear_at=2.0, clear_after_s=120.0,
          message="{source}: {value:.1f} % of the samples missing (limit {threshold:g} %)"),
     Rule("checksum_errors_high", "CHECKSUM_ERROR_PCT", above=1.0, clear_at=0.1, clear_after_s=120.0,
@@ -184,20 +188,23 @@ class AlarmEngine:
         self.rules = list(rules)
         self._states: dict[tuple[str, str], _State] = {}
 
-    def observe(self, time_s: float, source: str, metrics: dict[str, float | None]) -> list[AlarmEvent]:
-        """Feed ``source``'s metrics measured at ``time_s`` [Unix s]; the transitions they cause."""
+    def observe(self, time_s: float, source: str, metrics: dict[str, float | None],
+                observed: dict[str, str] | None = None) -> list[AlarmEvent]:
+        """Feed ``source``'s metrics measured at ``time_s`` [Unix s]; the transitions they cause.
+        ``observed``: per metric, what the source saw, in words, for the raise messages."""
         events = []
         for rule in self.rules:
             value = metrics.get(rule.metric)
             if value is None or not rule.watches(source) or not math.isfinite(value):
                 continue
             state = self._states.setdefault((rule.name, source), _State())
-            event = self._step(rule, state, time_s, source, float(value))
+            event = self._step(rule, state, time_s, source, float(value), (observed or {}).get(rule.metric, ""))
             if event is not None:
                 events.append(event)
         return events
 
-    def _step(self, rule: Rule, state: _State, t: float, source: str, value: float) -> AlarmEvent | None:
+    def _step(self, rule: Rule, state: _State, t: float, source: str, value: float,
+              observed: str = "") -> AlarmEvent | None:
         state.value = value
         pending = rule.good(value) if state.raised else rule.bad(value)
         if not pending:
@@ -213,7 +220,10 @@ class AlarmEngine:
         unit = metric_unit(rule.metric)
         if state.raised:
             text = rule.message.format(source=source, value=value, threshold=rule.threshold, unit=unit,
-                                       metric=rule.metric, after=rule.raise_after_s)
+                                       metric=rule.metric, after=rule.raise_after_s,
+                                       observed=observed or f"{rule.metric} {value:.4g} {unit}")
+            if observed and "{observed}" not in rule.message:
+                text += f": {observed}"
         else:
             text = f"{source}: {rule.name} cleared ({rule.metric} {value:.4g} {unit})"
         return AlarmEvent(t, rule.name, source, "raised" if state.raised else "cleared", rule.severity,

@@ -32,41 +32,9 @@ def _station_run(args: argparse.Namespace) -> int:
 
 
 def _station_check(args: argparse.Namespace) -> int:
-    import time
+    from station import check
 
-    from firmware_bridge.families import family
-    from firmware_bridge.link import LinkError, open_link
-    from station import config as station_config
-
-    cfg, digest = station_config.load(args.config)
-    print(f"{args.config}: valid (station {cfg.site.id}, config hash {digest[:12]})")
-    failures = 0
-    for inst in cfg.instruments:
-        parser = family(inst.driver).Parser()
-        link = open_link(inst.port, inst.baud_rate)
-        try:
-            link.open()
-            try:
-                link.write(family(inst.driver).command_start(cfg.acquisition.sample_rate_hz))
-                deadline = time.monotonic() + args.seconds
-                frames = 0
-                while time.monotonic() < deadline:
-                    frames += parser.feed(link.read()).n
-            finally:
-                link.close()
-        except LinkError as exc:
-            print(f"  {inst.name} ({inst.driver} on {inst.port}): cannot open: {exc}")
-            failures += 1
-            continue
-        rate = frames / args.seconds
-        verdict = "OK" if frames else "SILENT (check wiring, baud and that the instrument streams; " \
-                                      "'fluxedge bridge probe --port PORT' finds family and baud)"
-        s = parser.stats
-        print(f"  {inst.name} ({inst.driver} on {inst.port} @ {inst.baud_rate}): {frames} frames "
-              f"({rate:.1f} Hz), {s.checksum_errors} checksum errors, {s.resyncs} resyncs, {s.malformed} malformed, "
-              f"{s.counter_gaps} counter gaps: {verdict}")
-        failures += frames == 0
-    return 1 if failures else 0
+    return check.main(args.config, args.seconds)
 
 
 def _station_status(args: argparse.Namespace) -> int:
@@ -155,9 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                                       "spool results to disk and publish them over MQTT.")
     run.add_argument("-c", "--config", required=True, help="station TOML file (see deploy/examples/station.toml)")
     run.set_defaults(func=_station_run)
-    chk = ssub.add_parser("check", help="validate the config and listen to each instrument once",
-                          description="Validate the station config, then open each instrument's port and "
-                                      "count the frames it sends.")
+    chk = ssub.add_parser("check", help="validate the config and test everything the daemon needs",
+                          description="Validate the station config, then test what the daemon needs: each "
+                                      "instrument streams, each Modbus sensor answers, the MQTT broker accepts "
+                                      "the configured credentials and TLS, the spool, archive and status "
+                                      "directories are writable. While the daemon runs, its ports are left "
+                                      "alone: its status file is reported instead. Exits 1 if a check failed.")
     chk.add_argument("-c", "--config", required=True, help="station TOML file")
     chk.add_argument("--seconds", type=float, default=3.0, help="how long to listen to each instrument")
     chk.set_defaults(func=_station_check)
@@ -239,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a whole emulated tower end to end on this machine",
                           description="Start a temporary mosquitto and influxd, emulated CSAT3 and LI-7500 "
                                       "instruments on pseudo-terminals, the station and the collector; show "
-                                      "what happens, then print the flux rows read back from InfluxDB.")
+                                      "what happens (a few seconds of silence from the LI-7500 raise and "
+                                      "clear an alarm), then print the flux rows read back from InfluxDB beside "
+                                      "the emulator's true fluxes, and the alarms.")
     demo.add_argument("--duration", type=float, default=None,
                       help="seconds to run after the first period boundary (default: until Ctrl-C)")
     demo.add_argument("--period", type=int, default=60, help="averaging period in seconds (default 60)")
@@ -264,11 +237,12 @@ def _everywhere(parser: argparse.ArgumentParser, top: bool = True) -> None:
                 or default == [] or action.help == argparse.SUPPRESS or "default" in (action.help or "")):
             continue
         action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
-    if not top and "--verbose" not in parser._option_string_actions:
-        # SUPPRESS: given after the subcommand they set the flag, absent they leave the top level's
-        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
-        parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                            help="warnings and errors only")
+    if top:
+        return
+    # SUPPRESS: given after the subcommand they set the flag, absent they leave the top level's
+    for flags, help_text in ((("-v", "--verbose"), "debug logging"), (("-q", "--quiet"), "warnings and errors only")):
+        if not any(f in parser._option_string_actions for f in flags):  # a subcommand's own -v/-q wins
+            parser.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=help_text)
 
 
 def main(argv: list[str] | None = None) -> int:

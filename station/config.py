@@ -10,7 +10,7 @@ from firmware_bridge.families import FAMILIES, family, streaming_families
 from firmware_bridge.link import parse_address
 from station.configschema import ConfigError, between, build, check, non_negative, positive, read_toml
 from station.diagnostics import diag_source
-from station.monitorconfig import AlarmRuleConfig, DiagnosticsConfig, ModbusDeviceConfig, StatusConfig
+from station.monitorconfig import AlarmRuleConfig, DiagnosticsConfig, ModbusDeviceConfig, StatusConfig, check_buses
 from station.sitetime import daylight_saving_problem, zone_problem
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -269,6 +269,9 @@ class StationConfig:
                 return [(f"modbus[{k}].name", f"{dev.name!r} is already an instrument, another Modbus sensor or "
                                               f"'station' (names identify diagnostics)")]
             sources.append(dev.name)
+        shared_bus = check_buses(self.modbus)  # sensors on one port: one bus, own addresses
+        if shared_bus:
+            return shared_bus
         known = {diag_source(i.name) for i in self.instruments} | {dev.name for dev in self.modbus} | {"station"}
         for k, rule in enumerate(self.alarm):
             for source in rule.sources:

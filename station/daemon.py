@@ -28,8 +28,9 @@ from station.monitor import Monitor
 from station.periodblock import GAS_CHANNELS as GASES
 from station.periodblock import ArchiveSettings, JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
 from station.publisher import Publisher
+from station.runlock import RunLock
 from station.sdnotify import Notifier, watchdog_interval_s
-from station.spool import Spool, SpoolFullError
+from station.spool import Spool, SpoolError, SpoolFullError
 
 log = logging.getLogger("station")
 #: Wait this long after a period boundary for the boundary's last bytes to arrive.
@@ -71,6 +72,7 @@ class Station:
         self.period_s = config.acquisition.averaging_period_s
         self.rate_hz = config.acquisition.sample_rate_hz
         self.spool = Spool(config.spool.path, int(config.spool.max_mb * 2**20))
+        self.lock = RunLock(config.spool.path)
         self.clock = HostClock()  # continuous time stamps; follows wall-clock steps explicitly
         self.readers = {i.name: InstrumentReader(i, self.rate_hz, self.clock) for i in config.instruments}
         prefix, sid = config.mqtt.topic_prefix, config.site.id
@@ -116,6 +118,19 @@ class Station:
         self._halt.set()
 
     def run(self) -> None:
+        """Acquire, close periods and publish until :meth:`stop`. Holds the spool's run lock
+        (:mod:`station.runlock`) throughout: a second daemon on the same spool refuses to start, and
+        ``fluxedge station check`` leaves this one's ports alone."""
+        other = self.lock.acquire()
+        if other is not None:
+            raise SpoolError(self.config.spool.path, f"another station daemon (pid {other or '?'}) is running with "
+                                                     "this spool; stop it first (systemctl stop fluxedge-station)")
+        try:
+            self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> None:
         for reader in self.readers.values():
             reader.start()
         self.publisher.start()

@@ -29,6 +29,8 @@ class InstrumentInterval:
     source: str
     values: dict[str, float | None]
     metrics: dict[str, float | None] = field(default_factory=dict)
+    #: per metric, what was observed in words, for the alarm texts (``{observed}``)
+    details: dict[str, str] = field(default_factory=dict)
 
 
 def diag_source(name: str) -> str:
@@ -108,6 +110,12 @@ class InstrumentTap:
     def connected(self) -> bool:
         return bool(self.driver is not None and self.driver.connected)
 
+    def link_observed(self) -> str:
+        """The link's state in words, for alarm texts: which port is not open and the last error."""
+        address = getattr(self.driver, "address", "?")
+        error = getattr(self.driver, "last_error", None)
+        return f"port {address} not open" + (f" (last error: {error})" if error else "")
+
     def _reconnects(self) -> int:
         return max(0, int(getattr(self.driver, "opens", 0)) - 1)
 
@@ -158,7 +166,9 @@ class InstrumentTap:
             "FLAGGED_PCT": 100.0 * flagged / received if flagged is not None and received else None,
             "SIGNAL_MEAN": values.get("SIGNAL_MEAN"),
         }
-        return InstrumentInterval(self.name, values, metrics)
+        details = {} if values["CONNECTED"] else {"CONNECTED": self.link_observed(),
+                                                  "MISSING_PCT": self.link_observed()}
+        return InstrumentInterval(self.name, values, metrics, details)
 
     def snapshot(self) -> dict[str, Any]:
         """Last values, flags and counters for the status file (cheap; no interval reset)."""

@@ -6,7 +6,11 @@ AmeriFlux met names and converts them to the contract's units (``PA`` kPa, ``TA`
 :class:`MinuteMeans` averages every valid value into clock-aligned minutes; a minute closes
 ``grace_s`` after its end and becomes one :class:`~station.messages.MetRecord` stamped with the
 minute's end. :meth:`MetService.latest` offers the newest values (pressure, air temperature) to
-the flux engine. Polls run in one thread per device, so a sensor that times out delays only itself.
+the flux engine. Sensors on one line (an RS-485 port with several addresses, as in
+deploy/examples/station.toml, or one Modbus TCP gateway) share one
+:class:`~firmware_bridge.modbus.poller.ModbusBus`: the port is opened once and one thread polls
+them in turn, each on its own interval; each line has its own thread, so a sensor that times out
+delays only its own line.
 
 A relative humidity over 100 % is treated as EddyPro treats it (``FluxParams``, its ``RHmax`` of
 130 %): a value above 100 % and below 130 % is saturation, reported as 100 %; 130 % or more, or 0 %
@@ -22,11 +26,11 @@ import time
 from dataclasses import dataclass
 
 from firmware_bridge.link import parse_address
-from firmware_bridge.modbus.poller import ModbusPoller, PollResult
+from firmware_bridge.modbus.poller import ModbusBus, ModbusPoller, PollResult
 from station.diagnostics import InstrumentInterval
 from station.logs import event
 from station.messages import MetRecord
-from station.monitorconfig import ModbusDeviceConfig, met_base_name
+from station.monitorconfig import ModbusDeviceConfig, bus_key, met_base_name
 
 log = logging.getLogger("station.met")
 
@@ -103,15 +107,41 @@ def eddypro_rh(value: float) -> float:
     return min(value, 100.0)
 
 
-class MetDevice:
-    """One configured Modbus sensor: polls, maps its points to met names and feeds ``sink``."""
+def _reasons(errors: list[tuple[str, str]]) -> str:
+    """``[(point, reason)]`` as one line, each reason once with the points it hit (points skipped
+    after an earlier failure of the same poll left out)."""
+    first = [(p, r) for p, r in errors if not r.startswith("skipped:")] or errors
+    by_reason: dict[str, list[str]] = {}
+    for point, reason in first:
+        by_reason.setdefault(reason, []).append(point)
+    return "; ".join(f"{', '.join(points)}: {reason}" for reason, points in by_reason.items())
 
-    def __init__(self, config: ModbusDeviceConfig, sink: MinuteMeans) -> None:
+
+def make_bus(devices: list[ModbusDeviceConfig]) -> ModbusBus:
+    """The line the ``devices`` share (same port): its serial settings (equal on every device of a
+    line: checked on load), the longest timeout and the most retries any of them asks for."""
+    first = devices[0].line_settings()
+    addr = parse_address(devices[0].port)
+    timeout_s = max(d.line_settings()["timeout_s"] for d in devices)
+    retries = max(d.line_settings()["retries"] for d in devices)
+    if addr.kind == "tcp":
+        return ModbusBus("tcp", host=addr.host, port=addr.port, timeout_s=timeout_s, retries=retries)
+    return ModbusBus("rtu", port=addr.path, baudrate=first["baud"], parity=first["parity"],
+                     stopbits=first["stopbits"], bytesize=first["bytesize"], timeout_s=timeout_s, retries=retries)
+
+
+class MetDevice:
+    """One configured Modbus sensor: polls, maps its points to met names and feeds ``sink``. With
+    ``bus`` it polls through that shared line (:func:`make_bus`)."""
+
+    def __init__(self, config: ModbusDeviceConfig, sink: MinuteMeans, bus: ModbusBus | None = None) -> None:
         self.config = config
         self.sink = sink
         addr = parse_address(config.port)
         common = {"device_id": config.device_id, "timeout_s": config.timeout_s, "retries": config.retries}
-        if addr.kind == "tcp":
+        if bus is not None:
+            self.poller = ModbusPoller(config.map, device_id=config.device_id, bus=bus)
+        elif addr.kind == "tcp":
             self.poller = ModbusPoller(config.map, "tcp", host=addr.host, port=addr.port, **common)
         else:
             self.poller = ModbusPoller(config.map, "rtu", port=addr.path, baudrate=config.baud, parity=config.parity,
@@ -124,6 +154,8 @@ class MetDevice:
         self._before = (0, 0, 0)
         self._interval_start = time.monotonic()
         self._last_error = ""
+        #: why the latest failed poll failed (kept after a recovery, for the interval's alarm text)
+        self.last_failure = ""
 
     @property
     def name(self) -> str:
@@ -156,8 +188,12 @@ class MetDevice:
         self.polls_ok += mapped_ok
         was = self.answered
         self.answered = any(math.isfinite(v) for v in values.values())
-        if not mapped_ok:
-            error = "; ".join([f"{p}: {r}" for p, r in result.errors[:2]] + self._rejected(result))
+        skipped = bool(result.errors) and all(r.startswith("backoff:") for _, r in result.errors)
+        if not mapped_ok and skipped:
+            pass  # not asked: the device is backed off after failures already logged
+        elif not mapped_ok:
+            error = "; ".join(r for r in (_reasons(result.errors), *self._rejected(result)) if r)
+            self.last_failure = error
             if error != self._last_error or was != self.answered:
                 event(log, "met_poll_failed", logging.WARNING if was or not self.polls_ok else logging.INFO,
                       device=self.name, error=error)
@@ -178,41 +214,79 @@ class MetDevice:
         values = {"SAMPLES_EXPECTED": expected, "SAMPLES_RECEIVED": d_ok, "SAMPLES_MISSING": max(expected - d_ok, 0),
                   "CHECKSUM_ERRORS": d_crc, "CONNECTED": 1 if self.answered else 0}
         metrics = {"MISSING_PCT": 100.0 * values["SAMPLES_MISSING"] / expected if expected else None}
-        return InstrumentInterval(self.name, values, metrics)
+        return InstrumentInterval(self.name, values, metrics, self.observed(d_polls, d_ok))
+
+    def check_once(self) -> tuple[dict[str, float], str]:
+        """One poll for ``fluxedge station check``: the converted values and, if any is missing, why
+        (nothing is logged, averaged or counted)."""
+        result = self.poller.poll()
+        values = self.convert(result)
+        why = "; ".join(r for r in (_reasons(result.errors), *self._rejected(result)) if r)
+        return values, why
+
+    def status(self) -> dict:
+        """For the status file (what ``fluxedge station check`` reports while the daemon runs)."""
+        return {"port": self.poller.where, "device_id": self.poller.device_id, "polls": self.polls,
+                "polls_ok": self.polls_ok, "answered": self.answered, "last_error": self.last_failure or None}
+
+    def observed(self, polls: int, answered: int) -> dict[str, str]:
+        """What the alarm texts say was seen (per metric): polls and replies, the last failure."""
+        where = f"Modbus device {self.poller.device_id} at {self.poller.where}"
+        last = f" (last error: {self.last_failure})" if self.last_failure else ""
+        if not self.answered:
+            what = f"no reply from {where}{last}"
+        else:
+            what = f"{where}: {polls - answered} of {polls} polls incomplete{last}"
+        return {"CONNECTED": what, "MISSING_PCT": what}
 
     def close(self) -> None:
         self.poller.close()
 
 
 class MetService:
-    """Every configured Modbus sensor, each polled by its own thread on its own interval."""
+    """Every configured Modbus sensor: one :class:`ModbusBus` and one polling thread per line, each
+    sensor on its own interval."""
 
     def __init__(self, devices: list[ModbusDeviceConfig], period_s: float = 60.0) -> None:
         self.means = MinuteMeans(period_s, grace_s=min(5.0, period_s / 2))
-        self.devices = [MetDevice(d, self.means) for d in devices]
+        lines: dict[str, list[ModbusDeviceConfig]] = {}
+        for d in devices:
+            lines.setdefault(bus_key(d.port), []).append(d)
+        self.buses = {key: make_bus(group) for key, group in lines.items()}
+        by_config = {id(d): MetDevice(d, self.means, self.buses[key]) for key, group in lines.items() for d in group}
+        self.devices = [by_config[id(d)] for d in devices]  # in the config's order
+        self._lines = {key: [by_config[id(d)] for d in group] for key, group in lines.items()}
         self._halt = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for dev in self.devices:
-            t = threading.Thread(target=self._run, args=(dev,), name=f"met-{dev.name}", daemon=True)
+        for devs in self._lines.values():
+            t = threading.Thread(target=self._run, args=(devs,), name=f"met-{'+'.join(d.name for d in devs)}",
+                                 daemon=True)
             t.start()
             self._threads.append(t)
 
-    def _run(self, dev: MetDevice) -> None:
-        interval = dev.config.poll_interval_s
-        next_t = time.monotonic()
+    def _run(self, devs: list[MetDevice]) -> None:
+        """Poll the devices of one line in turn, each when its own interval comes round."""
+        start = time.monotonic()
+        due = {id(dev): start for dev in devs}
         while not self._halt.is_set():
+            dev = min(devs, key=lambda d: due[id(d)])
+            wait = due[id(dev)] - time.monotonic()
+            if wait > 0:
+                self._halt.wait(wait)
+                continue
             try:
                 dev.poll_once()
             except Exception as exc:  # a poller bug must not end polling; the poller itself never raises on devices
                 event(log, "met_poll_error", logging.ERROR, device=dev.name, error=f"{type(exc).__name__}: {exc}")
-            next_t += interval
+            interval = dev.config.poll_interval_s
+            due[id(dev)] += interval
             now = time.monotonic()
-            if next_t < now:  # a poll overran its interval: skip the missed slots
-                next_t = now + interval - (now - next_t) % interval
-            self._halt.wait(next_t - now)
-        dev.close()
+            if due[id(dev)] < now:  # a poll overran its interval: skip the missed slots
+                due[id(dev)] = now + interval - (now - due[id(dev)]) % interval
+        for dev in devs:
+            dev.close()
 
     def stop(self) -> None:
         self._halt.set()

@@ -115,8 +115,10 @@ class Monitor(threading.Thread):
         step = self.clock.update(now, mono)
         events = []
         for tap in self.taps.values():
+            connected = tap.connected
             events += self.alarms.observe(now, tap.name, {"SILENT_S": tap.silent_s(mono),
-                                                      "CONNECTED": 1.0 if tap.connected else 0.0})
+                                                      "CONNECTED": 1.0 if connected else 0.0},
+                                          None if connected else {"CONNECTED": tap.link_observed()})
         events += self.alarms.observe(now, "station", {"CLOCK_STEP_S": abs(step)})
         self.spool_alarms(events)
 
@@ -174,7 +176,7 @@ class Monitor(threading.Thread):
         self._put("diag", records)
         events = []
         for iv in intervals:
-            events += self.alarms.observe(now, iv.source, {**iv.values, **iv.metrics})
+            events += self.alarms.observe(now, iv.source, {**iv.values, **iv.metrics}, iv.details)
         self.spool_alarms(events)
         return records
 
@@ -201,6 +203,7 @@ class Monitor(threading.Thread):
                      "published": getattr(pub, "published", 0)},
             "last_flux": self.last_flux,
             "met": self.met.snapshot() if self.met is not None else {},
+            "modbus": {dev.name: dev.status() for dev in self.met.devices} if self.met is not None else {},
             "alarms": [{"alarm": a, "source": s} for a, s in self.alarms.active()],
         }
 

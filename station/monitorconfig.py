@@ -7,6 +7,7 @@ Kept apart from :mod:`station.config` so that module only has to list them; vali
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -141,6 +142,18 @@ class ModbusDeviceConfig:
             return [("stopbits", f"must be 1 or 2, got {self.stopbits}")]
         return []
 
+    def line_settings(self) -> dict:
+        """What this device needs of its line: ``device_id``, ``baud``, ``parity``, ``stopbits``,
+        ``bytesize``, ``timeout_s``, ``retries`` (the config's, else the map's factory settings)."""
+        from firmware_bridge.modbus.maps import load_map
+
+        d = load_map(self.map).device
+        pick = {"device_id": (self.device_id, d.address), "baud": (self.baud, d.baudrate),
+                "parity": (self.parity, d.parity), "stopbits": (self.stopbits, d.stopbits),
+                "bytesize": (None, d.bytesize), "timeout_s": (self.timeout_s, d.timeout_s),
+                "retries": (self.retries, d.retries)}
+        return {k: given if given is not None else default for k, (given, default) in pick.items()}
+
     def factor(self, point: MetPointConfig) -> tuple[float, float]:
         """(scale, offset) turning the map's value of ``point`` into its AmeriFlux unit."""
         from firmware_bridge.modbus.maps import load_map
@@ -150,6 +163,37 @@ class ModbusDeviceConfig:
             return point.scale, point.offset
         unit = load_map(self.map).point(point.point).unit
         return UNIT_FACTORS[(unit, MET_FIELDS[met_base_name(point.name) or ""][0])], point.offset
+
+
+def bus_key(port: str) -> str:
+    """The line a ``port`` names: ``tcp://HOST:PORT`` (a gateway), or the serial device with its
+    links resolved (``/dev/serial/by-id/...`` and ``/dev/ttyUSB2`` are one RS-485 bus)."""
+    addr = parse_address(port)
+    return f"tcp://{addr.host}:{addr.port}" if addr.kind == "tcp" else os.path.realpath(addr.path)
+
+
+def check_buses(devices: list[ModbusDeviceConfig]) -> list[tuple[str, str]]:
+    """Problems of sensors sharing a line (key, message): each needs its own address, and a serial
+    line has one baud rate, parity and stop bits."""
+    seen: dict[str, list[tuple[int, ModbusDeviceConfig, dict]]] = {}
+    for k, dev in enumerate(devices):
+        try:
+            mine = dev.line_settings()
+        except Exception:  # the map itself is reported by the device's own check
+            continue
+        serial = parse_address(dev.port).kind == "serial"
+        for j, other, theirs in seen.get(bus_key(dev.port), []):
+            if mine["device_id"] == theirs["device_id"]:
+                return [(f"modbus[{k}].device_id", f"address {mine['device_id']} on {dev.port} is also "
+                                                   f"modbus[{j}] {other.name!r}'s: every sensor on one bus needs its "
+                                                   f"own address (set device_id)")]
+            for key in ("baud", "parity", "stopbits") if serial else ():
+                if mine[key] != theirs[key]:
+                    return [(f"modbus[{k}].{key}", f"{mine[key]!r} differs from modbus[{j}] {other.name!r} "
+                                                   f"({theirs[key]!r}) on the same port {dev.port}: one bus, one "
+                                                   f"serial setting")]
+        seen.setdefault(bus_key(dev.port), []).append((k, dev, mine))
+    return []
 
 
 @dataclass(frozen=True)

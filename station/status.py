@@ -115,6 +115,11 @@ def render(doc: dict[str, Any], now_s: float | None = None) -> str:
     if met:
         lines.append("met     " + ", ".join(f"{k} {_num(m.get('value'))} ({_num(m.get('age_s'), '.0f')} s)"
                                             for k, m in met.items()))
+    for name, dev in (doc.get("modbus") or {}).items():
+        state = "answering" if dev.get("answered") else "NO REPLY"
+        last = f"; last error: {dev['last_error']}" if dev.get("last_error") and not dev.get("answered") else ""
+        lines.append(f"modbus  {name} (device {dev.get('device_id')} at {dev.get('port')}): {state}, "
+                     f"{dev.get('polls_ok', 0)}/{dev.get('polls', 0)} polls complete{last}")
     alarms = doc.get("alarms") or []
     lines.append("alarms  " + ("; ".join(f"{a['alarm']} on {a['source']}" for a in alarms) if alarms else "none"))
     return "\n".join(lines)

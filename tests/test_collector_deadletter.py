@@ -27,6 +27,17 @@ def met_doc(station, **values):
             "records": [{"time": "2026-11-22T10:01:00.000Z", "values": values or {"TA": 20.0}}]}
 
 
+def flux_doc(station, start, end):
+    return {"schema": 1, "kind": "flux", "station": station, "seq": 1, "period_start": start, "period_end": end,
+            "values": {"FC": -2.0}}
+
+
+def alarm_doc(station, message):
+    return {"schema": 1, "kind": "alarm", "station": station, "records": [
+        {"time": "2026-11-22T10:01:00.000Z", "alarm": "a", "source": "irga", "state": "raised",
+         "severity": "warning", "message": message}]}
+
+
 BAD = [  # (topic station, payload, expected reason)
     ("tower-9000", b"{not json", "malformed JSON"),
     ("tower-9000", b"{not json either", "malformed JSON"),
@@ -40,7 +51,20 @@ BAD = [  # (topic station, payload, expected reason)
     ("tower-9006", b'{"schema":1,"pad":"' + b"x" * 70_000 + b'"}', "payload of 70021 bytes exceeds 65536"),
     ("tower-9007", json.dumps(met_doc("tower-0001")).encode(),
      "payload station 'tower-0001' does not match topic station 'tower-9007'"),
+    # issue 14: flux periods were not range-checked (1900 and 2250 were stored)
+    ("tower-9008", json.dumps(flux_doc("tower-9008", "1900-01-01T00:00:00Z", "1900-01-01T00:30:00Z")).encode(),
+     "period_start 1900-01-01T00:00:00Z is outside 1970..2199"),
+    ("tower-9009", json.dumps(flux_doc("tower-9009", "2199-12-31T23:30:00Z", "2250-01-01T00:00:00Z")).encode(),
+     "period_end 2250-01-01T00:00:00Z is outside 1970..2199"),
+    # half a surrogate pair: it used to kill the writer thread (UnicodeEncodeError), stalling ingestion
+    ("tower-9010", json.dumps(alarm_doc("tower-9010", "lost \ud800 half")).encode(),
+     "message is not valid Unicode text"),
 ]
+
+
+def topic_of(station, payload):
+    kind = "flux" if b'"kind": "flux"' in payload else "alarm" if b'"kind": "alarm"' in payload else "met"
+    return f"{PREFIX}/v1/{station}/{kind}"
 
 
 def test_invalid_messages_are_dead_lettered_and_ingestion_continues(tmp_path, mosquitto, influxd):
@@ -52,7 +76,7 @@ def test_invalid_messages_are_dead_lettered_and_ingestion_continues(tmp_path, mo
     collector = start_collector(config, tmp_path / "collector.log")
     publisher = Publisher(mosquitto.port, "dlq-station")
     try:
-        bad = [(f"{PREFIX}/v1/{station}/met", payload) for station, payload, _ in BAD]
+        bad = [(topic_of(station, payload), payload) for station, payload, _ in BAD]
         mixed = []
         for i, msg in enumerate(good):  # the bad ones spread among the good ones
             mixed.append(msg)
@@ -65,7 +89,7 @@ def test_invalid_messages_are_dead_lettered_and_ingestion_continues(tmp_path, mo
         letters = [json.loads(p) for _, p in dead.snapshot()]
         assert len(letters) == len(BAD)
         for (station, payload, reason), letter in zip(BAD, letters, strict=True):
-            assert letter["topic"] == f"{PREFIX}/v1/{station}/met"
+            assert letter["topic"] == topic_of(station, payload)
             assert reason in letter["reason"], (reason, letter["reason"])
             assert letter["bytes"] == len(payload)
             assert letter["payload"] == payload[:4096].decode()

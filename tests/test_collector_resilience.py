@@ -37,6 +37,7 @@ from station.config import MqttConfig, SpoolConfig, TlsConfig
 from station.publisher import Publisher as StationPublisher
 from station.spool import Spool
 from tests.collector_helpers import (
+    Listener,
     Publisher,
     expected_counts,
     influx,
@@ -265,6 +266,29 @@ def test_the_station_keeps_acked_rows_longer_than_the_shipped_broker_can_lose_th
     keepalive_s = MqttConfig.__dataclass_fields__["keepalive_s"].default
     # the rest of the margin covers the save itself (seconds for a large backlog)
     assert autosave_s + 1.5 * keepalive_s + 60 <= KEEP_ACKED_S, (KEEP_ACKED_S, autosave_s, keepalive_s)
+
+
+def test_acknowledged_rows_stay_keep_acked_s_then_go_while_the_link_stays_up(tmp_path, mosquitto):
+    """A row is deleted keep_acked_s after its PUBACK, not at the PUBACK (and not sent twice meanwhile)."""
+    watcher = Listener(mosquitto.port, "fluxedge/v1/keep/flux", "keep-watcher")  # someone takes them
+    spool = Spool(tmp_path / "spool.sqlite")
+    config = MqttConfig(host="127.0.0.1", port=mosquitto.port, keepalive_s=5, reconnect_max_s=1)
+    pub = StationPublisher(spool, config, "keep-station", "fluxedge/v1/keep/status", b"on", b"off", keep_acked_s=3.0)
+    pub.start()
+    try:
+        for i in range(3):
+            spool.put("flux", "fluxedge/v1/keep/flux", f'{{"seq": {i}}}'.encode())
+        pub.wake()
+        assert wait_for(lambda: pub.kept() == 3, 10, 0.05)
+        acked_at = time.monotonic()
+        assert spool.depth() == 3 and pub.published == 0
+        assert wait_for(lambda: spool.depth() == 0, 10, 0.05)
+        assert time.monotonic() - acked_at > 2.0 and pub.published == 3 and pub.resent_after_disconnect == 0
+        assert len(watcher.snapshot()) == 3
+    finally:
+        pub.stop(drain_s=0)
+        spool.close()
+        watcher.close()
 
 
 def test_broker_kill9_while_the_collector_is_offline_loses_nothing_acknowledged(tmp_path, influxd, certs):

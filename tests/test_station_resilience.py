@@ -224,8 +224,8 @@ def test_kill_9_mid_period_keeps_the_spool_and_delivers_it_after_restart(tower):
     assert spool.integrity_ok()
     spooled = [messages.decode("fluxedge", m.topic, m.payload) for m in spool.oldest(1000) if m.kind == "flux"]
     spool.close()
-    assert len(spooled) >= 2
-    assert all(rec.seq not in tower.seqs_in_influx() for rec in spooled)
+    in_influx = set(tower.seqs_in_influx())  # those are kept [spool] keep_acked_s after their PUBACK
+    assert len([rec for rec in spooled if rec.seq not in in_influx]) >= 2
 
     tower.restart_broker()
     station = tower.start_station()

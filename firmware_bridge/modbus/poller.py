@@ -28,6 +28,12 @@ Behaviour on device trouble (Vaisala/Campbell practice for RS-485 loggers):
 - a point's ``min``/``max`` (from the map) turns implausible values into NaN + an ``out of range``
   error: the usual symptom of a wrong word order.
 
+Several devices on one line (an RS-485 bus with many addresses, or one Modbus TCP gateway):
+one :class:`ModbusBus` per line, shared by their pollers (``ModbusPoller(..., bus=bus)``). The port
+is opened once (pymodbus opens serial ports with an exclusive lock, so a second open of the same
+port fails), a poll holds the bus so that two devices' requests never interleave, and the line's
+silence ``pause_s`` is kept between any two requests on it, whichever device they address.
+
 Configuration mistakes (unknown transport, missing port, bad parity ...) raise ``ValueError`` at
 construction with a message naming the setting.
 """
@@ -37,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -156,6 +163,44 @@ class _RequestError(Exception):
         self.code = code
 
 
+class ModbusBus:
+    """One Modbus line shared by the devices on it: a serial port (``transport="rtu"``, ``port`` = the
+    device path, with the line's serial settings) or a TCP gateway (``host``, ``port``). ``timeout_s``
+    and ``retries`` apply to every request on the line (pymodbus keeps them per client)."""
+
+    def __init__(self, transport: str = "rtu", *, host: str | None = None, port: str | int | None = None,
+                 baudrate: int = 19200, parity: str = "N", stopbits: int = 1, bytesize: int = 8,
+                 timeout_s: float = 1.0, retries: int = 2) -> None:
+        if transport not in ("tcp", "rtu"):
+            raise ValueError(f"ModbusBus: transport={transport!r}: must be 'tcp' or 'rtu'")
+        self.transport = transport
+        self.host = host
+        self.port = 502 if transport == "tcp" and port is None else port
+        self.baudrate, self.parity, self.stopbits, self.bytesize = baudrate, parity, stopbits, bytesize
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.where = f"{host}:{self.port}" if transport == "tcp" else str(port)
+        #: held for a whole poll: one device at a time on the line
+        self.lock = threading.RLock()
+        self.client: ModbusTcpClient | ModbusSerialClient | None = None
+        #: the poller using the line now (pymodbus' packet trace goes to it)
+        self.active: ModbusPoller | None = None
+        self.last_request_end = 0.0
+        self.opens = 0
+
+    def trace(self, sending: bool, data: bytes) -> bytes:
+        active = self.active
+        return active._trace(sending, data) if active is not None else data
+
+    def close(self) -> None:
+        """Release the port/socket (the next poll of any device reopens it)."""
+        with self.lock:
+            if self.client is not None:
+                with contextlib.suppress(Exception):
+                    self.client.close()
+            self.client = None
+
+
 class ModbusPoller:
     """Poll ``register_map`` (a :class:`RegisterMap` or a name/path for :func:`load_map`).
 
@@ -163,7 +208,9 @@ class ModbusPoller:
     ``host`` (``port`` default 502); ``"rtu"`` needs ``port`` = the serial device path (and uses
     ``baudrate``/``parity``/``stopbits``/``bytesize``). ``timeout_s`` is per attempt, ``retries``
     the further attempts pymodbus makes, ``pause_s`` the silence kept between requests,
-    ``close_after_poll`` releases the port after every poll (shared RS-485 adapters).
+    ``close_after_poll`` releases the port after every poll (shared RS-485 adapters). With ``bus``
+    (a :class:`ModbusBus`) the line's transport, address, serial settings, timeout and retries are
+    the bus's and the port is shared with the other devices on it.
     """
 
     def __init__(self, register_map: RegisterMap | str, transport: str = "rtu", *, host: str | None = None,
@@ -171,8 +218,13 @@ class ModbusPoller:
                  stopbits: int | None = None, bytesize: int | None = None, device_id: int | None = None,
                  timeout_s: float | None = None, retries: int | None = None, pause_s: float | None = None,
                  close_after_poll: bool | None = None, backoff_s: float = 1.0, backoff_max_s: float = 60.0,
-                 max_gap: int = 0, max_registers: int = MAX_REGISTERS_PER_READ) -> None:
+                 max_gap: int = 0, max_registers: int = MAX_REGISTERS_PER_READ, bus: ModbusBus | None = None) -> None:
         self.map = load_map(register_map) if isinstance(register_map, str) else register_map
+        self.bus = bus
+        if bus is not None:
+            transport, host, port = bus.transport, bus.host, bus.port
+            baudrate, parity, stopbits, bytesize = bus.baudrate, bus.parity, bus.stopbits, bus.bytesize
+            timeout_s, retries = bus.timeout_s, bus.retries
         d = self.map.device
         self.transport = transport
         self.host = host
@@ -202,7 +254,19 @@ class ModbusPoller:
         self._failures = 0
         self._next_attempt = 0.0
         self._rx: list[bytes] = []
-        self._last_request_end = 0.0
+        self._own_request_end = 0.0
+
+    @property
+    def _last_request_end(self) -> float:
+        """When the last request on this line ended (the bus's, when shared)."""
+        return self.bus.last_request_end if self.bus is not None else self._own_request_end
+
+    @_last_request_end.setter
+    def _last_request_end(self, value: float) -> None:
+        if self.bus is not None:
+            self.bus.last_request_end = value
+        else:
+            self._own_request_end = value
 
     # -- configuration ------------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -263,14 +327,18 @@ class ModbusPoller:
         return data
 
     def _new_client(self) -> ModbusTcpClient | ModbusSerialClient:
+        trace = self.bus.trace if self.bus is not None else self._trace
         if self.transport == "tcp":
             return ModbusTcpClient(str(self.host), port=int(self.port), timeout=self.timeout_s,  # type: ignore[arg-type]
-                                   retries=self.retries, trace_packet=self._trace)
+                                   retries=self.retries, trace_packet=trace)
         return ModbusSerialClient(str(self.port), framer=FramerType.RTU, baudrate=self.baudrate,
                                   bytesize=self.bytesize, parity=self.parity, stopbits=self.stopbits,
-                                  timeout=self.timeout_s, retries=self.retries, trace_packet=self._trace)
+                                  timeout=self.timeout_s, retries=self.retries, trace_packet=trace)
 
     def _connect(self) -> None:
+        if self.bus is not None:  # the line's client, opened once for every device on it
+            shared = self.bus.client
+            self._client = shared if shared is not None and shared.connected else None
         if self._client is not None and self._client.connected:
             return
         client = self._new_client()
@@ -281,6 +349,9 @@ class ModbusPoller:
                                 fatal=True)
         self.stats.connects += 1
         self._client = client
+        if self.bus is not None:
+            self.bus.client = client
+            self.bus.opens += 1
 
     def _why(self) -> str:
         """pymodbus' connect() only logs why it failed: ask the OS once more for the message."""
@@ -289,9 +360,12 @@ class ModbusPoller:
                 socket.create_connection((str(self.host), int(self.port)), timeout=self.timeout_s).close()  # type: ignore[arg-type]
             else:
                 serial.serial_for_url(str(self.port), baudrate=self.baudrate, bytesize=self.bytesize,
-                                      parity=self.parity, stopbits=self.stopbits, timeout=0).close()
+                                      parity=self.parity, stopbits=self.stopbits, timeout=0,
+                                      exclusive=True).close()  # as pymodbus opens it
         except Exception as exc:
-            if isinstance(exc, OSError) and exc.strerror:
+            if "exclusively lock" in str(exc):
+                text = "in use: another program holds the port's exclusive lock"
+            elif isinstance(exc, OSError) and exc.strerror:
                 text = exc.strerror
             elif len(exc.args) == 2 and isinstance(exc.args[0], int):  # termios.error(errno, text)
                 text = f"{exc.args[1]} setting up the port (errno {exc.args[0]})"
@@ -303,8 +377,10 @@ class ModbusPoller:
         return ""
 
     def close(self) -> None:
-        """Release the port/socket (the next poll reopens it)."""
-        if self._client is not None:
+        """Release the port/socket (the next poll reopens it); on a shared bus, the bus's."""
+        if self.bus is not None:
+            self.bus.close()
+        elif self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
         self._client = None
@@ -317,7 +393,18 @@ class ModbusPoller:
 
     # -- polling ------------------------------------------------------------------------------------
     def poll(self) -> PollResult:
-        """Read every point once; never raises on device or link behaviour."""
+        """Read every point once; never raises on device or link behaviour. On a shared bus the
+        poll holds the bus (another device's poll waits for it)."""
+        if self.bus is None:
+            return self._poll()
+        with self.bus.lock:
+            self.bus.active = self
+            try:
+                return self._poll()
+            finally:
+                self.bus.active = None
+
+    def _poll(self) -> PollResult:
         t0 = time.time()
         m0 = time.monotonic()
         self.stats.polls += 1
