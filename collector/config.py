@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,44 +11,15 @@ from collector.lineprotocol import escape_tag
 from station.config import MqttConfig
 from station.configschema import between, build, check, positive, read_toml
 from station.messages import DATA_KINDS
+from station.mqttnames import control_chars, host_problem, one_level
 
 #: longest client id [bytes of UTF-8]. MQTT 5 allows 65,535 and obliges a broker to accept only 23;
 #: mosquitto 2.0 sets no limit of its own. 128 holds any naming scheme (role, fully qualified host,
 #: process number) while keeping the broker's log lines, its persistence file and the InfluxDB tag
 #: ``collector`` (the metrics' series key) of sane size.
 MAX_CLIENT_ID_BYTES = 128
-#: longest topic prefix and share group name [bytes of UTF-8]
-MAX_LEVEL_BYTES = 64
-_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
-
-
-def _control(value: str) -> bool:
-    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)
-
-
-def host_problem(value: str) -> str | None:
-    """Why ``value`` is not a host name or IP address, or None."""
-    if not value:
-        return 'must not be empty: the host name or IP address, e.g. "127.0.0.1"'
-    if "/" in value:
-        return f"must be a host name or IP address, not a URL, got {value!r}"
-    if value.startswith("["):
-        return f"an IPv6 address goes without brackets, got {value!r}"
-    try:
-        ipaddress.ip_address(value)
-        return None
-    except ValueError:
-        pass
-    if ":" in value:
-        return f"must be a host name or IP address without a port (the port is its own key), got {value!r}"
-    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
-        return f"is not a host name or IP address, got {value[:80]!r}"
-    return None
-
-
 def _url(value: str) -> str | None:
-    if _control(value) or any(c.isspace() for c in value):
+    if control_chars(value) or any(c.isspace() for c in value):
         return f"must not contain spaces or control characters, got {value[:80]!r}"
     try:
         parts = urllib.parse.urlsplit(value)
@@ -71,35 +40,13 @@ def _url(value: str) -> str | None:
     return None if problem is None else f"host {problem}"
 
 
-def _one_level(what: str):
-    """A single topic level: no wildcards, no '/', no control characters, 1..MAX_LEVEL_BYTES bytes."""
-    def check_level(value: str) -> str | None:
-        if not value:
-            return f"must not be empty ({what})"
-        if any(c in value for c in "+#/") or _control(value):
-            return f"must be one MQTT topic level, no '+', '#', '/' or control characters, got {value!r} ({what})"
-        if len(value.encode()) > MAX_LEVEL_BYTES:
-            return f"must be at most {MAX_LEVEL_BYTES} bytes, got {len(value.encode())}"
-        return None
-    return check_level
-
-
-_share_group = _one_level("the GROUP of $share/GROUP/...; leave the key out for no shared subscription")
-_prefix_level = _one_level("stations publish under PREFIX/v1/STATION/KIND")
-
-
-def _topic_prefix(value: str) -> str | None:
-    if value.startswith("$"):
-        return f"must not start with '$' (topics for the broker itself: $SYS, $share), got {value!r}"
-    return _prefix_level(value)
-
-
+_share_group = one_level("the GROUP of $share/GROUP/...; leave the key out for no shared subscription")
 def _client_id(value: str) -> str | None:
     size = len(value.encode())
     if not 1 <= size <= MAX_CLIENT_ID_BYTES:
         return (f"must be 1 to {MAX_CLIENT_ID_BYTES} bytes, got {size}: a fixed id, unique per collector process, "
                 "names its persistent session on the broker")
-    if _control(value) or any(c in value for c in "+#/"):
+    if control_chars(value) or any(c in value for c in "+#/"):
         return (f"must not contain '+', '#', '/' or control characters (they break the broker's per-client-id "
                 f"%c ACL patterns), got {value[:80]!r}")
     try:
@@ -197,12 +144,7 @@ class CollectorConfig:
 
     def validate(self) -> list[tuple[str, str]]:
         """What ``[mqtt]`` (shared with the station's schema) and the sections together must hold."""
-        problem = host_problem(self.mqtt.host)
-        if problem:
-            return [("mqtt.host", problem)]
-        problem = _topic_prefix(self.mqtt.topic_prefix)
-        if problem:
-            return [("mqtt.topic_prefix", problem)]
+        # [mqtt] host and topic_prefix are checked by MqttConfig itself (station.mqttnames)
         if self.mqtt.client_id is not None:
             return [("mqtt.client_id", "the collector's client id is ingest.client_id; remove this key")]
         longest_s = self.ingest.retry_max_s + 2 * self.influxdb.timeout_s

@@ -11,6 +11,7 @@ from firmware_bridge.link import parse_address
 from station.configschema import ConfigError, between, build, check, non_negative, positive, read_toml
 from station.diagnostics import diag_source
 from station.monitorconfig import AlarmRuleConfig, DiagnosticsConfig, ModbusDeviceConfig, StatusConfig, check_buses
+from station.mqttnames import host_problem, topic_prefix_problem
 from station.sitetime import daylight_saving_problem, zone_problem
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -183,6 +184,12 @@ class MqttConfig:
     tls: TlsConfig | None = None
 
     def validate(self) -> list[tuple[str, str]]:
+        problem = host_problem(self.host)
+        if problem:
+            return [("host", problem)]
+        problem = topic_prefix_problem(self.topic_prefix)
+        if problem:
+            return [("topic_prefix", problem)]
         if self.password is not None and self.username is None:
             return [("password", "a password needs a username")]
         return []
