@@ -63,7 +63,7 @@ BROKEN = {
     "empty broker host": ('host = "broker.example.org"', 'host = ""', "mqtt.host", "must not be empty"),
     "broker host as a URL": ('host = "broker.example.org"', 'host = "mqtts://broker.example.org"', "mqtt.host",
                              "not a URL"),
-    "topic prefix with a wildcard": ('port = 8883\n', 'port = 8883\ntopic_prefix = "flux/+"\n', "mqtt.topic_prefix",
+    "topic prefix with a wildcard": ('topic_prefix = "fluxedge"', 'topic_prefix = "flux/+"', "mqtt.topic_prefix",
                                      "one MQTT topic level"),
     "dead-letter site id": ('id = "mangrove-01"', 'id = "_deadletter"', "site.id", "reserved"),
     "alarm source that is no instrument": ('sources = ["ch4irga"]', 'sources = ["ch4"]', "alarm[2].sources",
