@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from station.config import MqttConfig
 from station.logs import event
 from station.mqttclient import make_client
-from station.spool import Spool
+from station.spool import Spool, SpoolError
 
 log = logging.getLogger("station.publisher")
 #: After a reconnect paho first re-sends what was in flight; new rows wait this long so they
@@ -197,7 +197,11 @@ class Publisher(threading.Thread):
             ids = [row for row, at in self._acked.items() if at <= due]
         if not ids:
             return
-        self.spool.delete(ids)
+        try:
+            self.spool.delete(ids)
+        except SpoolError as exc:  # a full disk even beyond the spool's reserve: kept (not re-sent), retried
+            event(log, "spool_delete_failed", logging.ERROR, rows=len(ids), error=str(exc))
+            return
         with self._lock:
             for row in ids:
                 self._acked.pop(row, None)

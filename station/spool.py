@@ -222,9 +222,7 @@ class Spool:
             self._reserve_ok = False
             try:
                 os.unlink(self.reserve_path)
-            except FileNotFoundError:
-                return False
-            except OSError:
+            except OSError:  # not there (already given back, or never taken)
                 return False
         event(log, "spool_reserve_released", logging.WARNING, path=self.path, reserve_bytes=self.reserve_bytes)
         return True

@@ -241,7 +241,7 @@ def test_spool_full_is_logged_and_the_station_keeps_going(tmp_path, caplog):
             db.execute("INSERT INTO filler VALUES (randomblob(16))")
     caplog.set_level(logging.INFO)
     assert station._on_outcome(ok) is None
-    full = [r for r in caplog.records if "spool_full" in r.getMessage()]
+    full = [r for r in caplog.records if r.getMessage().startswith("spool_full ")]
     assert len(full) == 1 and full[0].levelno == logging.ERROR and "2026-11-18T11:10:00Z" in full[0].getMessage()
     assert station.spool.depth() == 0
     # room again (data moved off the disk): the next period is spooled as usual
