@@ -12,10 +12,12 @@ longer outage only grows the broker's queue. The issue's two-minute version:
 ``FLUXEDGE_OUTAGE_S=120 .venv/bin/python -m pytest -q tests/test_collector_resilience.py -k influxd``.
 """
 
+import contextlib
 import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -328,8 +330,43 @@ def test_broker_kill9_while_the_collector_is_offline_loses_nothing_acknowledged(
     assert "session_present=True" in log.read_text() and "Traceback" not in log.read_text()
 
 
+@contextlib.contextmanager
+def _station_dirs(tmp_path: Path, names, nearly_full: bool):
+    """Each station's spool directory: in ``tmp_path``, or with ``nearly_full`` on a small tmpfs of
+    its own (mounted for the test; we run as root, as CI does) that is filled up once its spool is open."""
+    if not nearly_full:
+        yield dict.fromkeys(names, tmp_path), None
+        return
+    mounts = {}
+    try:
+        for name in names:
+            mnt = tmp_path / f"fs-{name}"
+            mnt.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={STATION_FS},mode=0755", "tmpfs", str(mnt)],
+                           check=True)
+            mounts[name] = mnt
+        yield mounts, _fill_to_the_brim
+    finally:
+        for mnt in mounts.values():
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+#: each station's file system in the nearly-full case, and what is left free once its spool is open
+STATION_FS = "8m"
+LEFT_FREE_BYTES = 96 * 1024
+
+
+def _fill_to_the_brim(directory: Path) -> None:
+    """Another program's file fills the file system to within :data:`LEFT_FREE_BYTES`."""
+    st = os.statvfs(directory)
+    free = st.f_bavail * st.f_frsize
+    with open(directory / "other-program.bin", "wb") as fh:
+        fh.write(b"\0" * max(0, free - LEFT_FREE_BYTES))
+
+
+@pytest.mark.parametrize("nearly_full_disk", [False, True], ids=["disk-ok", "station-disk-nearly-full"])
 def test_chaos_kill9_of_collector_and_of_broker_while_collectors_offline_every_message_once(
-        tmp_path, influxd, certs, fill_station_disk: Callable[[Path], None] | None = None):
+        tmp_path, influxd, certs, nearly_full_disk):
     """Four stations (real spool and publisher, TLS, own accounts) publish steadily through the
     shipped broker config into the real collector and influxd, while: the collector is killed with
     SIGKILL mid-batch and restarted; it is then stopped (offline), the broker saves, keeps
@@ -338,18 +375,25 @@ def test_chaos_kill9_of_collector_and_of_broker_while_collectors_offline_every_m
     stored, none is missing and none is stored twice (each measurement's point count equals the
     produced one exactly; each flux (station, seq) once).
 
-    HOOK (issue 14, "nearly full disk on the station", spool reserve by another developer):
-    ``fill_station_disk(directory)`` is called after each station's spool is opened, to fill that
-    directory's file system to within a few kB. The accounting already allows for what the spool's
-    drop policy then removes (``Spool.dropped_by_kind()``: diagnostics first, fluxes last); with no
-    hook nothing may be dropped. Parametrize this test with a filler once the reserve is in."""
+    With ``nearly_full_disk`` each station's spool is on a small file system that another program
+    fills to within a few tens of kB once the spool is open: the spool then drops by its policy
+    (diagnostics first, then met; fluxes never here), and the accounting is: every point of a kind
+    nothing was dropped of stored exactly once (all fluxes); the others stored at most once each and
+    missing at most what the spools report dropped (``Spool.dropped_by_kind()``); diagnostics were
+    dropped (the full disk was hit).
+    Without it nothing may be dropped and every point is stored exactly once."""
     _, per_station = fleet_by_station(4, 600)
+    with _station_dirs(tmp_path, per_station, nearly_full_disk) as (dirs, filler):
+        _chaos(tmp_path, influxd, certs, per_station, dirs, filler)
+
+
+def _chaos(tmp_path, influxd, certs, per_station, dirs, fill_station_disk):
     broker = start_shipped_mosquitto(tmp_path / "mosquitto", accounts(per_station), certs=certs)
-    db = influx(influxd.port, "chaos")
+    db = influx(influxd.port, "chaos_full_disk" if fill_station_disk else "chaos")  # the same fleet each run
     config = shipped_collector_config(tmp_path / "c.toml", broker, db)
     log = tmp_path / "collector.log"
     collector = start_collector(config, log)
-    stations = {name: Station(name, broker, tmp_path, fill_disk=fill_station_disk) for name in per_station}
+    stations = {name: Station(name, broker, dirs[name], fill_disk=fill_station_disk) for name in per_station}
     produce_s = 40.0
     done = threading.Event()
 
@@ -389,10 +433,21 @@ def test_chaos_kill9_of_collector_and_of_broker_while_collectors_offline_every_m
         assert all(len(produced[n]) == len(per_station[n]) for n in produced), "the producers did not finish"
         dropped = {kind: sum(st.spool.dropped_by_kind().get(kind, 0) for st in stations.values())
                    for kind in ("flux", "met", "diag", "alarm")}
+        want = expected_counts([msg for own in produced.values() for msg in own])
         if fill_station_disk is None:
             assert sum(dropped.values()) == 0, dropped
-        want = expected_counts([msg for own in produced.values() for msg in own])
-        assert wait_for(lambda: point_counts(db) == want, 90), (point_counts(db), want, dropped)
+            assert wait_for(lambda: point_counts(db) == want, 90), (point_counts(db), want, dropped)
+        else:
+            # the full disk was hit, diagnostics went first, and fluxes were never dropped
+            assert dropped["diag"] > 0 and dropped["flux"] == 0, dropped
+            points = {k: max((msg.points for own in produced.values() for msg in own if msg.kind == k), default=0)
+                      for k in want}
+            exact = {k: v for k, v in want.items() if dropped.get(k, 0) == 0}
+            assert wait_for(lambda: {k: point_counts(db)[k] for k in exact} == exact, 90), (point_counts(db), want)
+            low = {k: want[k] - dropped[k] * points[k] for k in want if k not in exact}
+            assert wait_for(lambda: all(low[k] <= point_counts(db)[k] for k in low), 30), \
+                (point_counts(db), want, dropped)
+            assert all(point_counts(db)[k] <= want[k] for k in low), (point_counts(db), want)
         fluxes = flux_rows(db)
         assert len(fluxes) == len(set(fluxes)) == want["flux"]
         assert set(fluxes) == {(msg.station, json.loads(msg.payload)["seq"]) for own in produced.values()
