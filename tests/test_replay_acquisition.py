@@ -10,7 +10,6 @@ counters (CSAT3 counter, LI-7500 Ndx) and repairs collisions (station/align.py).
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from station import towerconfig
 from station.archive import archive_path
 from station.rawdata import read_raw
 from station.towerconfig import Instrument
+from tests.collector_helpers import stop
 
 TOA5 = sorted((EC_DATA / "fluxpart-csat3-openpath-20hz" / "raw").glob("TOA5_*.dat"))[0]
 RATE_HZ = 20
@@ -32,16 +32,6 @@ PERIOD_S = 30
 PERIODS = 2
 N = PERIOD_S * RATE_HZ
 CLI = [sys.executable, "-m", "station.cli"]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def encoded(obs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -88,7 +78,7 @@ def test_replayed_file_is_archived_sample_by_sample(tmp_path, mosquitto):
         assert all(p.exists() for p in paths), f"archive files missing: {[str(p) for p in paths if not p.exists()]}"
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
     for k, path in enumerate(paths):
         raw = read_raw(path, variables=("u", "v", "w", "ts", "co2", "h2o"))
         assert raw.n_samples == N
