@@ -109,12 +109,6 @@ def _repair_collisions(idx: np.ndarray, ok: np.ndarray, n: int, max_shift: int =
     return idx, ok
 
 
-def nearest_slot(grid: np.ndarray, t: np.ndarray, tolerance_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """For each time in ``t``, its slot and whether it is placed (collisions repaired, see
-    :func:`assign_slots`)."""
-    return assign_slots(grid, t, tolerance_s)
-
-
 def place_on_grid(grid: np.ndarray, t: np.ndarray, columns: dict[str, np.ndarray], tolerance_s: float,
                   counter: np.ndarray | None = None, modulus: int | None = None,
                   slots: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:

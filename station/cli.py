@@ -106,14 +106,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fluxedge",
         description="Eddy-covariance flux tower software: instrument drivers and emulators, on-device "
                     "fluxes, an MQTT spool, and a collector into InfluxDB.",
         epilog="Configuration files are documented in deploy/examples/. Try 'fluxedge demo' first.")
     parser.add_argument("--version", action="version", version=f"fluxedge {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (also after the subcommand)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only (also after it)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     station = sub.add_parser("station", help="the tower daemon", description="The tower node daemon.")
@@ -220,36 +220,53 @@ def build_parser() -> argparse.ArgumentParser:
                       help="InfluxDB write API the collector uses (2 goes through a v2 translating shim)")
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory with configs and logs")
     demo.set_defaults(func=_demo)
-    _everywhere(parser)
     return parser
 
 
-def _everywhere(parser: argparse.ArgumentParser, top: bool = True) -> None:
-    """Every subcommand takes ``-v``/``-q`` after its name too, and every option's help shows its
-    default unless it already says it."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in dict.fromkeys(action.choices.values()):
-                _everywhere(child, top=False)
-            continue
-        default = action.default
-        if (not action.option_strings or default is None or isinstance(default, bool) or default == argparse.SUPPRESS
-                or default == [] or action.help == argparse.SUPPRESS or "default" in (action.help or "")):
-            continue
+def _show_default(action: argparse.Action) -> argparse.Action:
+    """An option's help shows its default unless it says it already (or it has none worth saying)."""
+    default = action.default
+    if (action.option_strings and default is not None and not isinstance(default, bool)
+            and default not in (argparse.SUPPRESS, []) and action.help != argparse.SUPPRESS
+            and "default" not in (action.help or "")):
         action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
-    if top:
-        return
-    # SUPPRESS: given after the subcommand they set the flag, absent they leave the top level's
-    for flags, help_text in ((("-v", "--verbose"), "debug logging"), (("-q", "--quiet"), "warnings and errors only")):
-        if not any(f in parser._option_string_actions for f in flags):  # a subcommand's own -v/-q wins
-            parser.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=help_text)
+    return action
+
+
+class _Parser(argparse.ArgumentParser):
+    """The ``fluxedge`` parser and, through ``add_subparsers``, every subcommand's: each option shows its
+    default in ``--help`` (:func:`_show_default`), also in argument groups."""
+
+    def add_argument(self, *args, **kwargs):
+        return _show_default(super().add_argument(*args, **kwargs))
+
+    def add_argument_group(self, *args, **kwargs):
+        group = super().add_argument_group(*args, **kwargs)
+        plain = group.add_argument
+        group.add_argument = lambda *a, **k: _show_default(plain(*a, **k))
+        return group
+
+
+def _verbosity_parser() -> argparse.ArgumentParser:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-v", "--verbose", action="store_true")
+    pre.add_argument("-q", "--quiet", action="store_true")
+    return pre
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``-v``/``-q`` are taken wherever they stand, before or after the subcommand."""
+    verbosity, rest = _verbosity_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(rest)
+    args.verbose, args.quiet = verbosity.verbose, verbosity.quiet
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     from station import logs
     from station.configschema import ConfigError
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logs.setup(verbose=args.verbose, quiet=args.quiet)
     try:
         return args.func(args)

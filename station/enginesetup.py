@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import math
 
-from station.flux import instruments, spectral
+from station.flux import instruments, spectral, timelag
 from station.flux.pipeline import GasSetup, Setup
 from station.flux.screening import DiagnosticScreen, analyser_rule, sonic_rule
-from station.rawdata import RawPeriod
-from station.rawdata._assemble import ambient_column
+from station.rawdata import RawPeriod, ambient_column
 from station.rawdata.metadata import Column, Instrument, Metadata
 
 GASES = ("co2", "h2o", "ch4")
@@ -136,7 +135,7 @@ def _lag_window(col: Column | None, analyser: spectral.GasAnalyser, spec, ins) -
         if nominal == 0.0 and spec is not None:
             nominal = nominal_lag_s(analyser, spec, ins)
         return nominal, lo, hi  # the closed-path window follows in timelag.eddypro_lag_window
-    reach = 2.0 * math.hypot(analyser.horizontal_separation_m, analyser.vertical_separation_m) + 0.3
+    reach = timelag.open_path_reach_s(math.hypot(analyser.horizontal_separation_m, analyser.vertical_separation_m))
     return nominal, (lo if lo != 0.0 else -reach), (hi if hi != 0.0 else reach)
 
 

@@ -29,8 +29,7 @@ from station.flux.pipeline import Options, process
 from station.ghgformat import ColumnSpec, column_values, layout, metadata_text
 from station.logs import event
 from station.periodblock import JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
-from station.rawdata import RawPeriod, parse_metadata
-from station.rawdata._assemble import CANONICAL_NAMES
+from station.rawdata import CANONICAL_NAMES, RawPeriod, parse_metadata
 from station.rawdata.units import GASES
 from station.reprocess import ENGINE_VARIABLES, setup_for
 

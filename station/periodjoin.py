@@ -34,17 +34,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zipfile
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
-from station.rawdata import RawPeriod
-from station.rawdata._timestamps import localize, time_from_name
+from station.rawdata import RawPeriod, localize, time_from_name
 
 #: EddyPro's default ``max_lack``: the share of a period's records that may be missing [%]
 MAX_LACK_PCT = 10.0
@@ -84,27 +81,6 @@ class JoinedPeriod:
 
 
 # ------------------------------------------------------------------------------------------ planning
-
-
-def header_zone(path: str | Path) -> str | None:
-    """The ``Timezone:`` header line of a ``.ghg``'s ``.data`` member (only its first lines are
-    inflated), or None for other files and files without one."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n.endswith(".data") and not PurePosixPath(n).stem.endswith("-biomet")]
-            if len(names) != 1:
-                return None
-            with zf.open(names[0]) as fh:
-                head = fh.read(4096)
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, RuntimeError):
-        return None
-    for line in head.decode("latin-1").splitlines():
-        if line.startswith(("DATAH\t", "DATA\t")):
-            break
-        key, _, value = line.partition(":")
-        if key.strip() == "Timezone":
-            return value.strip() or None
-    return None
 
 
 def name_start_unix(path: str | Path, tz) -> float | None:

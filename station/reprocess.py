@@ -30,8 +30,9 @@ import numpy as np
 
 from station import ameriflux, periodjoin, sitetime
 from station.enginesetup import ENGINE_VARIABLES, SetupError, setup_for  # noqa: F401  (re-exported)
+from station.flux import screening
 from station.flux.pipeline import Options, process
-from station.rawdata import RawDataError, RawPeriod, read_raw
+from station.rawdata import RawDataError, RawPeriod, read_ghg_timezone, read_raw
 from station.rawdata.ghg import is_ghg
 
 #: The fluxes whose missing values are explained (a reason on stderr and in ``<out stem>_reasons.csv``).
@@ -124,8 +125,6 @@ def missing_reasons(results: dict[str, float], columns: dict[str, np.ndarray], s
     else the first input it needs (u, v, w, then its own column) that is absent from the file, missing
     in every record, or left with no sample by the instruments' diagnostic words (``setup.diagnostics``,
     EddyPro ``FilterDatasetForDiagnostics``), else a generic one."""
-    from station.flux import screening
-
     given = given or {}
     missing = [v for v in EXPLAINED if not (isinstance(results.get(v), float | int) and math.isfinite(results[v]))]
     if not missing:
@@ -302,7 +301,7 @@ def plan(paths: list[str], metadata: str | None = None, period_min: float | None
     starts: list[float | None] = []
     offsets: list[float] = []
     for p in paths:
-        tz = sitetime.zone(periodjoin.header_zone(p))
+        tz = sitetime.zone(read_ghg_timezone(p))
         clock = tz or (sitetime.fixed_zone(utc_offset_h) if utc_offset_h is not None else None)
         start = periodjoin.name_start_unix(p, clock)
         starts.append(start)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from firmware_bridge import csat3
-from station.cli import build_parser
+from station.cli import build_parser, parse_args
 
 _SCRIPT = Path(sys.executable).with_name("fluxedge")
 FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "station.cli"]
@@ -50,7 +50,6 @@ def test_verbose_and_quiet_work_after_the_subcommand_too(tmp_path):
     capture.write_bytes(csat3.encode([1.0] * 5, [0.0] * 5, [0.1] * 5, [25.0] * 5, range(5)))
     result = fluxedge("bridge", "decode", "--instrument", "csat3", str(capture), "-v")
     assert result.returncode == 0, result.stderr
-    parser = build_parser()
     for argv, verbose, quiet in (
             (["bridge", "decode", "--instrument", "csat3", "f", "-v"], True, False),
             (["-v", "bridge", "decode", "--instrument", "csat3", "f"], True, False),  # before: as always
@@ -58,7 +57,7 @@ def test_verbose_and_quiet_work_after_the_subcommand_too(tmp_path):
             (["station", "check", "-c", "x", "--quiet"], False, True),
             (["-q", "flux", "process", "a.ghg", "-o", "o.csv", "--verbose"], True, True),
             (["demo", "-v"], True, False)):
-        args = parser.parse_args(argv)
+        args = parse_args(argv)
         assert (args.verbose, args.quiet) == (verbose, quiet), argv
 
 

@@ -62,8 +62,6 @@ class AnalyserModel:
     vpath_m: float | None
     tau_s: float | None
     from_metadata: bool = False
-    #: gases it can measure (krypton and Lyman-alpha hygrometers: H2O only)
-    gases: tuple[str, ...] = ("co2", "h2o")
     #: an LI-7500-family open path whose own surfaces heat the air in its path (Burba et al. 2008)
     li7500_family: bool = False
     #: the cell volume [m3] where it differs from the hpath x vpath cylinder (EC155)
@@ -118,7 +116,7 @@ ANALYSER_MODELS: dict[str, AnalyserModel] = {a.model: a for a in (
                        ("li7500rs", "LI-COR LI-7500RS"), ("li7500ds", "LI-COR LI-7500DS"))),
     AnalyserModel("li7200", "licor", "LI-COR LI-7200", True, 0.0127, 0.127, 0.1),
     AnalyserModel("li7200rs", "licor", "LI-COR LI-7200RS", True, 0.0127, 0.127, 0.1),
-    AnalyserModel("li7700", "licor", "LI-COR LI-7700", False, 0.0635, 0.50, 0.1, gases=("ch4",)),
+    AnalyserModel("li7700", "licor", "LI-COR LI-7700", False, 0.0635, 0.50, 0.1),
     AnalyserModel("li6262", "licor", "LI-COR LI-6262", True, 0.013, 0.152, 0.1),
     AnalyserModel("li7000", "licor", "LI-COR LI-7000", True, 0.0095, 0.152, 0.1),
     # not in EddyPro 7.0.9 (Campbell's specifications; EC155: closed path, 12 cm cell of 5.9 cm3)
@@ -126,17 +124,17 @@ ANALYSER_MODELS: dict[str, AnalyserModel] = {a.model: a for a in (
     AnalyserModel("irgason", "csi", "Campbell IRGASON", False, 0.0095, 0.1537, 0.1),
     AnalyserModel("ec155", "csi", "Campbell EC155", True, 0.0079, 0.12, 0.1, cell_volume_m3=5.9e-6),
     AnalyserModel("generic_open_path", "other_irga", "generic open path", False, None, None, None,
-                  from_metadata=True, gases=()),
+                  from_metadata=True),
     AnalyserModel("generic_closed_path", "other_irga", "generic closed path", True, None, None, None,
-                  from_metadata=True, gases=()),
+                  from_metadata=True),
     AnalyserModel("open_path_krypton", "other_irga", "krypton hygrometer (open)", False, None, None, None,
-                  from_metadata=True, gases=("h2o",)),
+                  from_metadata=True),
     AnalyserModel("open_path_lyman", "other_irga", "Lyman-alpha hygrometer (open)", False, None, None, None,
-                  from_metadata=True, gases=("h2o",)),
+                  from_metadata=True),
     AnalyserModel("closed_path_krypton", "other_irga", "krypton hygrometer (closed)", True, None, None, None,
-                  from_metadata=True, gases=("h2o",)),
+                  from_metadata=True),
     AnalyserModel("closed_path_lyman", "other_irga", "Lyman-alpha hygrometer (closed)", True, None, None, None,
-                  from_metadata=True, gases=("h2o",)),
+                  from_metadata=True),
 )}
 
 #: Manufacturer strings of EddyPro's metadata by kind (its category comes from the firm).

@@ -20,6 +20,12 @@ def fortran_nint(x: float) -> int:
     return int(np.sign(x) * np.floor(abs(x) + 0.5))
 
 
+def open_path_reach_s(separation_m: float) -> float:
+    """EddyPro's half-width [s] of an open path's lag window: 2 s m-1 x separation + 0.3 s
+    (``SetTimelags``; the separation includes the vertical one)."""
+    return 2.0 * abs(separation_m) + SAFETY_S
+
+
 def eddypro_lag_window(fs_hz: float, nominal_s: float, min_s: float, max_s: float, *, closed_path: bool,
                        separation_m: float = 0.0, water: bool = False) -> tuple[int, int, int]:
     """(default, min, max) lag [samples] as EddyPro derives them from the metadata (``SetTimelags``).
@@ -37,7 +43,7 @@ def eddypro_lag_window(fs_hz: float, nominal_s: float, min_s: float, max_s: floa
         if hi == 0.0:
             hi = nominal_s + mult * nominal_s + SAFETY_S
     else:
-        reach = 2.0 * abs(separation_m) + SAFETY_S
+        reach = open_path_reach_s(separation_m)
         if lo == 0.0:
             lo = -reach
         if hi == 0.0:

@@ -18,14 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from station.rawdata._assemble import CANONICAL_NAMES, ambient_column
+from station.rawdata._timestamps import localize, time_from_name
 from station.rawdata.delimited import read_delimited
 from station.rawdata.errors import RawDataError
-from station.rawdata.ghg import is_ghg, read_ghg, read_ghg_metadata
+from station.rawdata.ghg import is_ghg, read_ghg, read_ghg_metadata, read_ghg_timezone
 from station.rawdata.metadata import Column, Instrument, Metadata, Site, Station, load_metadata, parse_metadata
 from station.rawdata.period import RawPeriod
 from station.rawdata.toa5 import is_toa5, read_toa5
 
 __all__ = [
+    "CANONICAL_NAMES",
     "Column",
     "Instrument",
     "Metadata",
@@ -33,12 +36,16 @@ __all__ = [
     "RawPeriod",
     "Site",
     "Station",
+    "ambient_column",
+    "localize",
     "parse_metadata",
     "read_delimited",
     "read_ghg",
+    "read_ghg_timezone",
     "read_metadata",
     "read_raw",
     "read_toa5",
+    "time_from_name",
 ]
 
 

@@ -96,6 +96,23 @@ def _data_header(buf: bytes, path: Path) -> tuple[dict[str, str], list[str], int
     raise RawDataError(path, f"no {HEADER_LABEL} or {DATA_LABEL} line in the .data header")
 
 
+def read_ghg_timezone(path: str | Path) -> str | None:
+    """The ``Timezone:`` of a ``.ghg``'s ``.data`` header, inflating only its first 4 KiB (cheap enough
+    to plan work over many files); None for other files and files without one."""
+    path = Path(path)
+    try:
+        with _open(path) as zf:
+            name = _member(zf, path, ".data", required=False)
+            if name is None:
+                return None
+            with zf.open(name) as fh:
+                head = fh.read(4096)
+        header, _, _ = _data_header(head, path)
+    except (RawDataError, zipfile.BadZipFile, EOFError, zlib.error, OSError, RuntimeError):
+        return None
+    return header.get("Timezone") or None
+
+
 def _zone(name: str | None) -> tzinfo | None:
     return sitetime.zone(name)
 
