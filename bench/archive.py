@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe  # noqa: E402
-from station.archive import Archive  # noqa: E402
+from station.acquisition.periodblock import ArchiveSettings, JobConfig, PeriodBlock, TowerInfo  # noqa: E402
+from station.archive.writer import Archive  # noqa: E402
 from station.flux.pipeline import Options  # noqa: E402
-from station.fluxjob import compute  # noqa: E402
-from station.fluxworker import FluxWorker  # noqa: E402
-from station.periodblock import ArchiveSettings, JobConfig, PeriodBlock, TowerInfo  # noqa: E402
-from station.reprocess import process_file  # noqa: E402
+from station.processing.fluxjob import compute  # noqa: E402
+from station.processing.fluxworker import FluxWorker  # noqa: E402
+from station.reprocess.command import process_file  # noqa: E402
 
 TOWER = TowerInfo("bench", 1.35, 103.8, 5.0, 3.0, None, 20.0, "sonic", "csat3", 0.0, "irga", "li7500",
                   (0.15, 0.0, 0.0))

@@ -4,7 +4,7 @@
     .venv/bin/python bench/collector.py [--stations 1000] [--minutes 60] [--latency-s 20]
 
 Each tower publishes one flux record per 30 min and met + diag every minute, batched
-``--records`` minutes per message (collector/fleet.py: ~9.3 points per message). Prints:
+``--records`` minutes per message (tests/fleet.py: ~9.3 points per message). Prints:
   1. one collector: the fleet's ``--minutes`` of data queued in its persistent session, then drained
      into influxd: messages/s and points/s (from the collector's start, and from its first
      acknowledged batch to the last, seen in its own metrics written every 0.2 s; then every point
@@ -33,17 +33,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the simulated fleet (tests/fleet.py)
 
 import paho.mqtt.client as mqtt
+from fleet import fleet_messages
 
 from collector.config import InfluxConfig
-from collector.fleet import fleet_messages
-from collector.localservers import start_influxd, start_mosquitto
 from collector.query import create_database, influxql
-from station import messages
+from fluxedge.common import messages
+from fluxedge.demo.servers import start_influxd, start_mosquitto
 
 T0 = 1_795_341_600  # 2026-11-22T10:00:00Z
-CLI = [sys.executable, "-m", "station.cli", "collector", "run", "-c"]
+CLI = [sys.executable, "-m", "fluxedge.cli", "collector", "run", "-c"]
 INGEST = {"batch_size": 1000, "batch_points": 10000, "batch_age_s": 0.25, "receive_maximum": 3000,
           "metrics_interval_s": 0.2}
 

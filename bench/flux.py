@@ -29,13 +29,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from station.runtime import configure_numeric_process
+from station.processing.runtime import configure_numeric_process
 
 configure_numeric_process()  # as the fluxedge command does: one BLAS thread, malloc keeps freed memory
 
 from station.flux.pipeline import process  # noqa: E402
 from station.rawdata import read_raw  # noqa: E402
-from station.reprocess import ENGINE_VARIABLES, setup_for  # noqa: E402
+from station.reprocess.command import ENGINE_VARIABLES, setup_for  # noqa: E402
 
 DATA = Path(os.environ.get("FLUXEDGE_EC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ec"))
 GHG = sorted((DATA / "degeb-hs50-li7200-20hz" / "raw").glob("*.ghg"))
@@ -116,7 +116,7 @@ def main() -> None:
                 link.symlink_to(GHG[i % len(GHG)])
                 links.append(str(link))
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "station.cli", "flux", "process", *links, "--jobs",
+            proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "flux", "process", *links, "--jobs",
                                    str(args.jobs), "-o", str(Path(tmp) / "month.csv")], capture_output=True, text=True)
             wall = time.perf_counter() - t0
             if proc.returncode:

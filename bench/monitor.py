@@ -10,16 +10,20 @@ serial line at 20 Hz; prints microseconds per call and the share of one core the
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+# bench/station.py would shadow the station package (the script's folder comes first on sys.path)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from firmware_bridge.families import family
 from firmware_bridge.turbulence import TurbulenceModel, observe
 from station import config as station_config
-from station.acquisition import InstrumentReader
-from station.monitor import Monitor
-from station.spool import Spool
+from station.acquisition.readers import InstrumentReader
+from station.health.monitor import Monitor
+from station.outbox.spool import Spool
 
 FAMILIES = {"sonic": "csat3", "irga": "li7500", "ch4": "li7700"}
 

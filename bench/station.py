@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from collector.localservers import start_mosquitto  # noqa: E402
-from station import towerconfig  # noqa: E402
-from station.towerconfig import Instrument  # noqa: E402
+from fluxedge.demo import towerconfig  # noqa: E402
+from fluxedge.demo.servers import start_mosquitto  # noqa: E402
+from fluxedge.demo.towerconfig import Instrument  # noqa: E402
 
-CLI = [sys.executable, "-m", "station.cli"]
+CLI = [sys.executable, "-m", "fluxedge.cli"]
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 MODBUS = [  # (name, map, [(point, AmeriFlux name)])
     ("hmp", "vaisala_hmp", [("t_air", "TA"), ("rh", "RH")]),

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Literal
 
 from collector.lineprotocol import escape_tag
-from station.config import MqttConfig
-from station.configschema import between, build, check, positive, read_toml
-from station.messages import DATA_KINDS
-from station.mqttnames import control_chars, host_problem, one_level
+from fluxedge.common.configschema import between, build, check, positive, read_toml
+from fluxedge.common.messages import DATA_KINDS
+from fluxedge.common.mqttconfig import MqttConfig
+from fluxedge.common.mqttnames import control_chars, host_problem, one_level
 
 #: longest client id [bytes of UTF-8]. MQTT 5 allows 65,535 and obliges a broker to accept only 23;
 #: mosquitto 2.0 sets no limit of its own. 128 holds any naming scheme (role, fully qualified host,
@@ -144,7 +144,7 @@ class CollectorConfig:
 
     def validate(self) -> list[tuple[str, str]]:
         """What ``[mqtt]`` (shared with the station's schema) and the sections together must hold."""
-        # [mqtt] host and topic_prefix are checked by MqttConfig itself (station.mqttnames)
+        # [mqtt] host and topic_prefix are checked by MqttConfig itself (fluxedge.common.mqttnames)
         if self.mqtt.client_id is not None:
             return [("mqtt.client_id", "the collector's client id is ingest.client_id; remove this key")]
         longest_s = self.ingest.retry_max_s + 2 * self.influxdb.timeout_s

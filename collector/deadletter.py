@@ -10,8 +10,8 @@ import re
 import threading
 from collections.abc import Callable
 
-from station import messages
-from station.logs import event
+from fluxedge.common import messages
+from fluxedge.common.logs import event
 
 log = logging.getLogger("collector")
 #: bytes of the offending payload kept in the dead letter

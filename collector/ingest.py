@@ -44,10 +44,10 @@ from collector.lineprotocol import lines_for
 from collector.metrics import Metrics, metrics_line
 from collector.sinks import SinkError, make_sink
 from collector.writer import BatchWriter
-from station import messages
-from station.logs import event
-from station.mqttclient import make_client
-from station.sdnotify import Notifier, watchdog_interval_s
+from fluxedge.common import messages
+from fluxedge.common.logs import event
+from fluxedge.common.mqttclient import make_client
+from fluxedge.common.sdnotify import Notifier, watchdog_interval_s
 
 log = logging.getLogger("collector")
 

@@ -20,7 +20,7 @@ what it must:
   backslash. So a backslash is written as it is (escaping it as ``\\`` would store two), and a value
   that ends in a backslash, has a backslash before a comma, ``=`` or space, holds a line break or is
   empty cannot be written faithfully at all: :func:`escape_tag` refuses it (ValueError). Station,
-  source and alarm names (``station.messages.NAME_PATTERN``) never need it; the collector's own
+  source and alarm names (``fluxedge.common.messages.NAME_PATTERN``) never need it; the collector's own
   ``client_id`` tag is validated by its config for the same rule.
 - string field values (alarm ``message``): ``\\`` and ``\"`` are unescaped, nothing else. Newline
   and carriage return are therefore written raw inside the quotes, not as ``\n``/``\r`` (InfluxDB
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 
-from station.messages import AlarmEvent, Batch, DiagRecord, FluxRecord, MetRecord
+from fluxedge.common.messages import AlarmEvent, Batch, DiagRecord, FluxRecord, MetRecord
 
 MEASUREMENT = "flux"
 _TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})

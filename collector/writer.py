@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collector.sinks import SinkError
-from station.logs import event
+from fluxedge.common.logs import event
 
 log = logging.getLogger("collector.writer")
 

@@ -12,7 +12,7 @@ Every family module has the same shape (like a Telegraf input plugin):
   never raises on bytes, counts what it rejects;
 - ``RECORD_COUNTER``: ``(channel, modulus)`` of the instrument's own record counter (CSAT3
   ``("counter", 64)``, LI-COR ``("index", None)``: ``Ndx`` does not wrap), or None: the station
-  places records on its sample grid by it (:mod:`station.align`);
+  places records on its sample grid by it (:mod:`station.acquisition.align`);
 - ``decode_flags(diag) -> {name: bool array}``: the diagnostic bits by name, True meaning the
   condition is present (a fault, or a state such as a heater being on);
 - ``valid(columns) -> bool array``: samples whose diagnostics allow them into flux statistics;

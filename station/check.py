@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from station import config as station_config
-from station import runlock, status
+from station import runlock
 from station.config import StationConfig
-from station.diagnostics import diag_source
+from station.health import status
+from station.health.diagnostics import diag_source
 
 #: how long to wait for the broker's CONNACK [s]
 BROKER_TIMEOUT_S = 10.0
@@ -167,8 +168,8 @@ def modbus(cfg: StationConfig, report: Report) -> None:
     """Each sensor polled once, the sensors of one port through one bus (as the daemon does)."""
     if not cfg.modbus:
         return
-    from station.met import MetDevice, MinuteMeans, make_bus
-    from station.monitorconfig import bus_key
+    from station.acquisition.met import MetDevice, MinuteMeans, make_bus
+    from station.health.monitorconfig import bus_key
 
     lines: dict[str, list] = {}
     for dev in cfg.modbus:
@@ -191,7 +192,7 @@ def modbus(cfg: StationConfig, report: Report) -> None:
 
 def broker(cfg: StationConfig, report: Report) -> None:
     """A real connection with the configured credentials and TLS, nothing published."""
-    from station.mqttclient import describe_error, make_client
+    from fluxedge.common.mqttclient import describe_error, make_client
 
     mq = cfg.mqtt
     what = f"mqtt broker {mq.host}:{mq.port}"

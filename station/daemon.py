@@ -1,7 +1,7 @@
 """``fluxedge station run``: acquisition threads, period closing on the clock, spool, publisher.
 
 Each closed period is aligned here (cheap NumPy) and handed to the flux worker process
-(:mod:`station.fluxworker`), which archives it (:mod:`station.archive`) and computes its fluxes;
+(:mod:`station.processing.fluxworker`), which archives it (:mod:`station.archive.writer`) and computes its fluxes;
 the outcome comes back to this process, which spools it.
 """
 
@@ -14,30 +14,31 @@ import time
 
 import numpy as np
 
-from station import __version__, messages
-from station.acquisition import InstrumentReader, SampleBlock
-from station.align import assign_slots, place_on_grid, regular_grid
+from fluxedge import __version__
+from fluxedge.common import messages
+from fluxedge.common.logs import event
+from fluxedge.common.sdnotify import Notifier, watchdog_interval_s
+from station.acquisition.align import assign_slots, place_on_grid, regular_grid
+from station.acquisition.hostclock import HostClock
+from station.acquisition.met import MetService, fill_air_temperature, fill_pressure
+from station.acquisition.periodblock import GAS_CHANNELS as GASES
+from station.acquisition.periodblock import ArchiveSettings, JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
+from station.acquisition.readers import InstrumentReader, SampleBlock
 from station.config import StationConfig
 from station.flux.pipeline import Options
-from station.fluxjob import run_job
-from station.fluxworker import FluxWorker
-from station.hostclock import HostClock
-from station.logs import event
-from station.met import MetService, fill_air_temperature, fill_pressure
-from station.monitor import Monitor
-from station.periodblock import GAS_CHANNELS as GASES
-from station.periodblock import ArchiveSettings, JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
-from station.publisher import Publisher
+from station.health.monitor import Monitor
+from station.outbox.publisher import Publisher
+from station.outbox.spool import Spool, SpoolError, SpoolFullError
+from station.processing.fluxjob import run_job
+from station.processing.fluxworker import FluxWorker
 from station.runlock import RunLock
-from station.sdnotify import Notifier, watchdog_interval_s
-from station.spool import Spool, SpoolError, SpoolFullError
 
 log = logging.getLogger("station")
 #: Wait this long after a period boundary for the boundary's last bytes to arrive.
 CLOSE_GRACE_S = 0.3
 #: On shutdown, wait at most this long for each reader thread to end (a TCP connect takes up to 3 s).
 READER_JOIN_S = 10.0
-#: the wire contract's flux values (station.messages), in its order
+#: the wire contract's flux values (fluxedge.common.messages), in its order
 CONTRACT_FIELDS = tuple(messages.FLUX_FIELDS)
 SONIC_CHANNELS = ("u", "v", "w", "t_sonic")
 #: screened analyser channels (the gases an analyser gives, and its pressure)
@@ -49,7 +50,7 @@ GAS_AUX = {"diag_gas": "diag", "t_air": "temperature", "signal_strength": "signa
 
 def _slots(grid: np.ndarray, block: SampleBlock, reader, tolerance_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's slot on the period's grid, by the instrument's record counter where its family
-    has one (:func:`station.align.assign_slots`); samples that belong to the next period (stamped
+    has one (:func:`station.acquisition.align.assign_slots`); samples that belong to the next period (stamped
     before the boundary, or taken within the close grace) go back to the reader's buffer."""
     counter = getattr(reader.family, "RECORD_COUNTER", None)
     values = block.columns.get(counter[0]) if counter else None

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from fleet import SimMessage
 
 from collector.config import InfluxConfig
-from collector.fleet import SimMessage
 from collector.query import create_database, influxql
 
-CLI = [sys.executable, "-m", "station.cli"]
+CLI = [sys.executable, "-m", "fluxedge.cli"]
 
 
 def write_config(path: Path, mqtt_port: int, influx_url: str, database: str, prefix: str, client_id: str,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.localservers import start_influxd, start_mosquitto
+from fluxedge.demo.servers import start_influxd, start_mosquitto
 
 
 @pytest.fixture(scope="session")

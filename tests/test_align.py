@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from station.acquisition import SampleBlock, StreamBuffer
-from station.align import assign_slots, place_on_grid, regular_grid
+from station.acquisition.align import assign_slots, place_on_grid, regular_grid
+from station.acquisition.readers import SampleBlock, StreamBuffer
 
 
 def test_take_period_splits_by_receive_time_and_drops_leftovers():

@@ -23,8 +23,10 @@ import pytest
 from conftest import EC_DATA
 from test_period_join import reasons_of, rewrite_ghg
 
-from station import ameriflux, reprocess, sitetime
+from fluxedge.common import sitetime
 from station.flux.pipeline import Options
+from station.reprocess import ameriflux
+from station.reprocess import command as reprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = EC_DATA / "synthetic-variants"
@@ -92,12 +94,12 @@ def test_utc_offset_option_overrides_the_file_zone(tmp_path):
         assert code == 0
         assert rows[0]["TIMESTAMP_START"] == start, hours
     # and on the command line, with its validation
-    proc = subprocess.run([sys.executable, "-m", "station.cli", "flux", "process", str(V4), "-o",
+    proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "flux", "process", str(V4), "-o",
                            str(tmp_path / "cli.csv"), "--utc-offset", "-7"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "202306201200,202306201230" in (tmp_path / "cli.csv").read_text()
-    bad = subprocess.run([sys.executable, "-m", "station.cli", "flux", "process", str(V4), "-o",
+    bad = subprocess.run([sys.executable, "-m", "fluxedge.cli", "flux", "process", str(V4), "-o",
                           str(tmp_path / "bad.csv"), "--utc-offset", "5.3"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 2 and "--utc-offset" in bad.stderr and "0.25" in bad.stderr
@@ -265,8 +267,8 @@ path = "{tmp_path / 'spool.sqlite'}"
 
 
 def test_site_time_zone_is_validated_on_load(tmp_path):
+    from fluxedge.common.configschema import ConfigError
     from station import config as station_config
-    from station.configschema import ConfigError
 
     cfg, _ = station_config.load(site_toml(tmp_path, ""))
     assert cfg.site.time_zone == "UTC"
@@ -289,7 +291,7 @@ def test_station_archive_names_files_in_the_site_zone_and_reprocesses_to_local_s
 
     from test_archive import START, TOWER, job_for, same, turbulence_block
 
-    from station.fluxjob import run_job
+    from station.processing.fluxjob import run_job
 
     tower = dataclasses.replace(TOWER, time_zone="America/Belize")
     outcome = run_job(turbulence_block(seconds=300, seed=5), job_for(tmp_path / "arc", tower))

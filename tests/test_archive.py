@@ -15,13 +15,13 @@ import pytest
 from conftest import EC_DATA
 
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe
-from station import ameriflux
-from station.archive import Archive, ArchiveError, DiskUsage, archive_files
+from station.acquisition.periodblock import ArchiveSettings, JobConfig, PeriodBlock, TowerInfo
+from station.archive.writer import Archive, ArchiveError, DiskUsage, archive_files
 from station.flux.pipeline import Options
-from station.fluxjob import run_job
-from station.periodblock import ArchiveSettings, JobConfig, PeriodBlock, TowerInfo
+from station.processing.fluxjob import run_job
 from station.rawdata import read_raw
-from station.reprocess import process_file
+from station.reprocess import ameriflux
+from station.reprocess.command import process_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE_HZ = 20.0
@@ -302,7 +302,7 @@ OPTION_FLAGS = ["--despiking", "vickers_mahrt", "--rotation", "double", "--detre
 
 
 def cli_rows(path, out, *extra):
-    proc = subprocess.run([sys.executable, "-m", "station.cli", "flux", "process", str(path), "-o", str(out),
+    proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "flux", "process", str(path), "-o", str(out),
                            *OPTION_FLAGS, "--digits", "full", *extra], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -410,8 +410,8 @@ path = "{tmp_path / 'spool.sqlite'}"
     ("[archive]\nretention_days = 3", "archive.retention_days", "unknown key"),
 ])
 def test_archive_config_errors_name_file_and_key(tmp_path, table, key, problem):
+    from fluxedge.common.configschema import ConfigError
     from station import config as station_config
-    from station.configschema import ConfigError
 
     path = station_toml(tmp_path, table)
     with pytest.raises(ConfigError) as err:

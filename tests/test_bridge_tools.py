@@ -18,7 +18,7 @@ from firmware_bridge.faults import FaultSpecError, parse_fault
 from firmware_bridge.link import parse_address
 from firmware_bridge.probe import explain, probe_port
 
-FLUXEDGE = [sys.executable, "-m", "station.cli"]
+FLUXEDGE = [sys.executable, "-m", "fluxedge.cli"]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from firmware_bridge import csat3
-from station.cli import build_parser, parse_args
+from fluxedge.cli import build_parser, parse_args
 
 _SCRIPT = Path(sys.executable).with_name("fluxedge")
-FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "station.cli"]
+FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "fluxedge.cli"]
 
 
 def fluxedge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:

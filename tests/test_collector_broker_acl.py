@@ -18,9 +18,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.localservers import SHIPPED_MOSQUITTO, make_test_certificates, start_shipped_mosquitto
 from collector.query import influxql
-from station import messages as m
+from fluxedge.common import messages as m
+from fluxedge.demo.servers import SHIPPED_MOSQUITTO, make_test_certificates, start_shipped_mosquitto
 from tests.collector_helpers import Listener, Publisher, influx, start_collector, stop, wait_for, write_config
 
 ACL = SHIPPED_MOSQUITTO / "fluxedge.acl"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import load
-from station.configschema import ConfigError
+from fluxedge.common.configschema import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "examples" / "collector.toml"
 BASE = '[mqtt]\n[influxdb]\nurl = "http://127.0.0.1:8086"\ndatabase = "d"\n[ingest]\n'
@@ -111,7 +111,7 @@ def test_the_collector_command_exits_2_with_one_line(tmp_path, mqtt, url, ingest
     traceback (before the fix: a ValueError traceback, or a collector that ran and ingested nothing)."""
     path = tmp_path / "collector.toml"
     path.write_text('[mqtt]\nport = 1\n' + MQTT.format(mqtt=mqtt, url=url, ingest=ingest)[len("[mqtt]\n"):])
-    out = subprocess.run([sys.executable, "-m", "station.cli", "collector", "run", "-c", str(path)],
+    out = subprocess.run([sys.executable, "-m", "fluxedge.cli", "collector", "run", "-c", str(path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
     lines = out.stderr.strip().splitlines()

@@ -4,7 +4,8 @@ mosquitto, real influxd, the collector as a subprocess)."""
 import json
 import time
 
-from collector.fleet import fleet_messages
+from fleet import fleet_messages
+
 from collector.query import influxql
 from tests.collector_helpers import (
     Listener,

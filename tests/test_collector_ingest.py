@@ -14,11 +14,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from fleet import fleet_messages
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.fleet import fleet_messages
-from collector.localservers import free_port
+from fluxedge.demo.servers import free_port
 from tests.collector_helpers import (
     CLI,
     Publisher,
@@ -100,8 +100,9 @@ class Receiver(Client):
 def test_the_collector_uses_only_pahos_public_api():
     private = _paho_private_names()
     assert {"_packet_queue", "_handle_publish", "_in_packet", "_in_callback_mutex"} <= private
-    sources = [*sorted((ROOT / "collector").glob("*.py")), ROOT / "station" / "mqttclient.py",
-               ROOT / "station" / "cli.py"]
+    sources = [*sorted((ROOT / "collector").rglob("*.py")), ROOT / "fluxedge" / "common" / "mqttclient.py",
+               ROOT / "fluxedge" / "cli.py", ROOT / "station" / "outbox" / "publisher.py"]
+    assert len(sources) > 10 and all(p.exists() for p in sources)
     found = {path.name: used for path in sources if (used := _internals_used(path.read_text(), private))}
     assert found == {}
 

@@ -24,20 +24,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fleet import SimMessage, fleet_messages
 
-from collector.fleet import SimMessage, fleet_messages
-from collector.localservers import (
+from collector.query import influxql
+from fluxedge.common import messages as m
+from fluxedge.common.mqttconfig import MqttConfig, TlsConfig
+from fluxedge.demo.servers import (
     SHIPPED_MOSQUITTO,
     make_test_certificates,
     start_influxd,
     start_mosquitto,
     start_shipped_mosquitto,
 )
-from collector.query import influxql
-from station import messages as m
-from station.config import MqttConfig, SpoolConfig, TlsConfig
-from station.publisher import Publisher as StationPublisher
-from station.spool import Spool
+from station.config import SpoolConfig
+from station.outbox.publisher import Publisher as StationPublisher
+from station.outbox.spool import Spool
 from tests.collector_helpers import (
     Listener,
     Publisher,
@@ -200,7 +201,7 @@ def certs(tmp_path_factory):
 
 
 class Station:
-    """One tower's real spool and publisher (station/spool.py, station/publisher.py), connected as
+    """One tower's real spool and publisher (station/outbox/spool.py, station/outbox/publisher.py), connected as
     the stations are: its own account, TLS listener of the shipped broker."""
 
     def __init__(self, name, broker, directory: Path, keep_acked_s=KEEP_ACKED_S,

@@ -1,7 +1,8 @@
 """Two collectors in one shared-subscription group split the load with no loss and no message
 handled twice (real mosquitto, real influxd, collectors as subprocesses)."""
 
-from collector.fleet import fleet_messages
+from fleet import fleet_messages
+
 from collector.query import influxql
 from tests.collector_helpers import (
     Publisher,

@@ -8,13 +8,13 @@ import pytest
 from collector.config import InfluxConfig
 from collector.deadletter import reason_key
 from collector.lineprotocol import alarm_lines, diag_lines, escape_tag, lines_for, met_lines
-from collector.localservers import free_port
 from collector.metrics import Metrics, metrics_line
 from collector.query import influxql
 from collector.sinks import InfluxV1Sink, InfluxV2Sink, SinkError
-from collector.v2shim import V2WriteShim
 from collector.writer import BatchWriter
-from station import messages as m
+from fluxedge.common import messages as m
+from fluxedge.demo.servers import free_port
+from fluxedge.demo.v2shim import V2WriteShim
 from tests.collector_helpers import influx
 
 T = 1_795_341_660.25

@@ -32,7 +32,7 @@ path = "{spool}"
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "station.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "fluxedge.cli", *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize(("change", "key", "problem"), [
@@ -104,10 +104,10 @@ def test_the_documented_example_configs_load(tmp_path):
 
 
 def test_tower_config_renderer_writes_what_the_loader_reads(tmp_path):
-    """station/towerconfig.py (demo, benches, tests): strings, numbers, booleans, arrays of tables and
+    """fluxedge/demo/towerconfig.py (demo, benches, tests): strings, numbers, booleans, arrays of tables and
     inline tables come back as written."""
+    from fluxedge.demo.towerconfig import Instrument, station_toml
     from station.config import load
-    from station.towerconfig import Instrument, station_toml
 
     path = tmp_path / "station.toml"
     path.write_text(station_toml(

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.demo import true_values
-from collector.localservers import find_binary
 from firmware_bridge.turbulence import TurbulenceSpec, true_fluxes
+from fluxedge.demo.run import true_values
+from fluxedge.demo.servers import find_binary
 
 _SCRIPT = Path(sys.executable).with_name("fluxedge")
-FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "station.cli"]
+FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "fluxedge.cli"]
 
 
 def test_true_values_are_the_turbulence_models():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import EC_DATA
 
-from station.reprocess import process_file
+from station.reprocess.command import process_file
 
 EC = EC_DATA
 FLUXPART = EC / "fluxpart-csat3-openpath-20hz"
@@ -80,7 +80,7 @@ def test_cli_processes_everything_and_reports_a_bad_file(tmp_path):
     for f in raw_files(DEGEB):
         shutil.copy(f, tmp_path / f.name)
     out = tmp_path / "out.csv"
-    proc = subprocess.run([sys.executable, "-m", "station.cli", "flux", "process", *map(str, good), str(bad),
+    proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "flux", "process", *map(str, good), str(bad),
                            "--jobs", "2", "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1  # one file failed
     assert bad.name in proc.stderr and "Traceback" not in proc.stderr

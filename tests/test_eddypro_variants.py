@@ -17,7 +17,7 @@ import pytest
 from conftest import EC_DATA
 from eddypro_output import full_output_rows
 
-from station.reprocess import process_file
+from station.reprocess.command import process_file
 
 VARIANTS = EC_DATA / "synthetic-variants"
 #: ours -> (EddyPro full_output column, absolute floor, factor to our units)
@@ -116,8 +116,8 @@ def test_open_path_tube_settings_are_ignored(outcomes):
 
 
 def _setup(prefix: str):
-    from station.enginesetup import ENGINE_VARIABLES, setup_for
     from station.rawdata import read_raw
+    from station.reprocess.enginesetup import ENGINE_VARIABLES, setup_for
 
     raw_file = next(f for v, f in CASES if v.name.startswith(prefix))
     raw = read_raw(raw_file, variables=ENGINE_VARIABLES)

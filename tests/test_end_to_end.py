@@ -18,21 +18,21 @@ import paho.mqtt.client as mqtt
 
 from collector.config import InfluxConfig
 from collector.query import create_database, influxql
-from collector.v2shim import V2WriteShim
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe, true_fluxes
-from station import towerconfig
-from station.archive import archive_path
+from fluxedge.demo import towerconfig
+from fluxedge.demo.towerconfig import Instrument
+from fluxedge.demo.v2shim import V2WriteShim
+from station.acquisition.periodblock import PeriodBlock, TowerInfo
+from station.archive.writer import archive_path
 from station.flux.pipeline import Options
-from station.fluxjob import compute
-from station.periodblock import PeriodBlock, TowerInfo
-from station.reprocess import process_file
-from station.spool import Spool
-from station.towerconfig import Instrument
+from station.outbox.spool import Spool
+from station.processing.fluxjob import compute
+from station.reprocess.command import process_file
 
 PERIOD_S = 15
 RATE_HZ = 60
 PERIODS = 3
-CLI = [sys.executable, "-m", "station.cli"]
+CLI = [sys.executable, "-m", "fluxedge.cli"]
 CHECKED = ("W_TS_COV", "FC", "FH2O", "H")
 #: the station's [processing] below, as engine options and as `flux process` flags
 OPTIONS = Options(despiking="none", vm97_tests=False, spectral="none")
@@ -58,7 +58,7 @@ def stop(proc):
 
 def sampling_spread(n_samples, blocks=300):
     """Standard deviation of each checked result over periods of ``n_samples`` drawn from the
-    emulator's model and computed as the station computes them (:func:`station.fluxjob.compute`):
+    emulator's model and computed as the station computes them (:func:`station.processing.fluxjob.compute`):
     the sampling error the e2e values must fall within."""
     spec = TurbulenceSpec()
     model = TurbulenceModel(spec, seed=99)

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from engine_adapter import PeriodSite, process_period
 
 from firmware_bridge.turbulence import MD_KG_MOL, R_J_MOL_K, TurbulenceModel, TurbulenceSpec, observe
-from station.flux import PeriodSite, process_period
 from station.flux.constants import CP_DRY_J_KG_K, CP_VAPOUR_J_KG_K, MV_KG_MOL
 from station.flux.pipeline import Options
 

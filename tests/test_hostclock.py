@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from station.acquisition import InstrumentReader
+from station.acquisition.hostclock import HostClock
+from station.acquisition.readers import InstrumentReader
 from station.config import InstrumentConfig
-from station.hostclock import HostClock
 
 
 class FakeTime:

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from conftest import EC_DATA
 
-from station.enginesetup import SetupError, nominal_lag_s, setup_for
 from station.flux import instruments, screening, sonicframe
 from station.rawdata import RawDataError, parse_metadata, read_raw
 from station.rawdata.ghg import read_ghg_metadata
+from station.reprocess.enginesetup import SetupError, nominal_lag_s, setup_for
 
 DEGEB_GHG = sorted((EC_DATA / "degeb-hs50-li7200-20hz" / "raw").glob("*.ghg"))[0]
 
@@ -76,7 +76,7 @@ def test_irgason_is_its_own_master_sonic():
     text = _metadata_text().replace("hs_50_1", "irgason_1").replace("li7200_1", "irgason_1")
     text = text.replace("instr_1_manufacturer=gill", "instr_1_manufacturer=csi")
     md = parse_metadata(text, "irgason.metadata")
-    from station.enginesetup import master_sonic
+    from station.reprocess.enginesetup import master_sonic
 
     sonic = master_sonic(md)
     assert sonic is not None and sonic.model == "irgason_1" and sonic.height_m == 3.8
@@ -140,7 +140,7 @@ def test_flux_process_reports_an_unknown_model_without_a_traceback(tmp_path):
     bad = tmp_path / DEGEB_GHG.name
     _rewrite_ghg(DEGEB_GHG, bad, lambda t: t.replace("hs_50_1", "whirly_1"))
     out = tmp_path / "out.csv"
-    proc = subprocess.run([sys.executable, "-m", "station.cli", "flux", "process", str(bad), "-o", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "flux", "process", str(bad), "-o", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "whirly_1" in proc.stderr and "instr_1_model" in proc.stderr and "Traceback" not in proc.stderr

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from station import messages as m
+from fluxedge.common import messages as m
 
 T0 = 1_795_341_660.25  # 2026-11-22T10:01:00.250Z
 

@@ -14,12 +14,12 @@ from test_archive import job_for, turbulence_block
 
 from firmware_bridge.modbus.server import EmulatedDevice, ModbusEmulator
 from firmware_bridge.turbulence import TurbulenceSpec
-from station import messages
-from station.configschema import build
-from station.fluxjob import run_job
-from station.met import MetDevice, MinuteMeans
-from station.monitorconfig import ModbusDeviceConfig
-from station.periodblock import PeriodBlock
+from fluxedge.common import messages
+from fluxedge.common.configschema import build
+from station.acquisition.met import MetDevice, MinuteMeans
+from station.acquisition.periodblock import PeriodBlock
+from station.health.monitorconfig import ModbusDeviceConfig
+from station.processing.fluxjob import run_job
 
 HMP_POINTS = [{"point": "t_air", "name": "TA"}, {"point": "rh", "name": "RH"}]
 

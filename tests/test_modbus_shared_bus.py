@@ -16,15 +16,16 @@ import pytest
 
 from firmware_bridge.modbus.server import EmulatedDevice, ModbusEmulator
 from firmware_bridge.ptypair import NullModem
+from fluxedge.common import messages
+from fluxedge.common.configschema import ConfigError, build
+from fluxedge.demo import towerconfig
+from fluxedge.demo.towerconfig import Instrument
 from station import config as station_config
-from station import messages, towerconfig
-from station.acquisition import InstrumentReader
-from station.configschema import ConfigError, build
-from station.met import MetService
-from station.monitor import Monitor
-from station.monitorconfig import ModbusDeviceConfig, check_buses
-from station.spool import Spool
-from station.towerconfig import Instrument
+from station.acquisition.met import MetService
+from station.acquisition.readers import InstrumentReader
+from station.health.monitor import Monitor
+from station.health.monitorconfig import ModbusDeviceConfig, check_buses
+from station.outbox.spool import Spool
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "deploy" / "examples" / "station.toml"

@@ -13,12 +13,12 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from collector.localservers import start_shipped_mosquitto
-from station.config import MqttConfig, TlsConfig
+from fluxedge.common.configschema import ConfigError
+from fluxedge.common.mqttconfig import MqttConfig, TlsConfig
+from fluxedge.demo.servers import start_shipped_mosquitto
 from station.config import load as load_station_config
-from station.configschema import ConfigError
-from station.publisher import Publisher
-from station.spool import Spool
+from station.outbox.publisher import Publisher
+from station.outbox.spool import Spool
 
 USER, PASSWORD = "tower-7", "s3cret-pw"
 STATUS = "fluxedge/v1/tower-7/status"

@@ -22,17 +22,19 @@ import pytest
 from test_archive import START, TOWER, assert_identical, job_for, same, turbulence_block
 
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe, true_fluxes
+from fluxedge.common import messages
+from fluxedge.demo import towerconfig
+from fluxedge.demo.towerconfig import Instrument
 from station import config as station_config
-from station import messages, towerconfig
-from station.archive import archive_path
+from station.acquisition.periodblock import PeriodOutcome
+from station.archive.writer import archive_path
 from station.daemon import Station
 from station.flux import spectral
 from station.flux.pipeline import Options, process
-from station.fluxjob import run_job
-from station.periodblock import PeriodOutcome
+from station.processing.fluxjob import run_job
 from station.rawdata import read_raw
-from station.reprocess import ENGINE_VARIABLES, process_file, setup_for
-from station.towerconfig import Instrument
+from station.reprocess.command import process_file
+from station.reprocess.enginesetup import ENGINE_VARIABLES, setup_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CH4 = "ch4irga"
@@ -139,7 +141,7 @@ def test_three_instruments_bit_identical_live_process_and_cli(tmp_path, options,
 def test_cli_digits_option(tmp_path):
     outcome = run_job(three_instrument_block(seconds=120, seed=2), job_for(tmp_path, TOWER3))
     out = tmp_path / "three.csv"
-    args = [sys.executable, "-m", "station.cli", "flux", "process", outcome.archive_path, "-o", str(out)]
+    args = [sys.executable, "-m", "fluxedge.cli", "flux", "process", outcome.archive_path, "-o", str(out)]
     proc = subprocess.run([*args, "--digits", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     header, row = out.read_text().splitlines()
@@ -166,7 +168,7 @@ def station_toml(tmp_path, devices, mqtt_port, period_s, rate_hz):
 
 def test_station_with_three_instruments_publishes_fch4(tmp_path, mosquitto):
     period_s, rate_hz = 5, 20
-    emulator = subprocess.Popen([sys.executable, "-m", "station.cli", "bridge", "emulate", "csat3", "li7500", "li7700",
+    emulator = subprocess.Popen([sys.executable, "-m", "fluxedge.cli", "bridge", "emulate", "csat3", "li7500", "li7700",
                                  "--rate", str(rate_hz), "--seed", "5"], stdout=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
     devices = dict(emulator.stdout.readline().decode().split() for _ in range(3))

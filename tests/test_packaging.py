@@ -29,7 +29,7 @@ def test_building_the_metadata_warns_of_nothing(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for package in ("station", "collector", "firmware_bridge"):
+    for package in ("fluxedge", "station", "collector", "firmware_bridge"):
         shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c",
@@ -39,3 +39,5 @@ def test_building_the_metadata_warns_of_nothing(tmp_path):
     assert "deprecat" not in (result.stdout + result.stderr).lower()
     metadata = (src / "meta" / result.stdout.split()[-1] / "METADATA").read_text()
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    entry_points = (src / "meta" / result.stdout.split()[-1] / "entry_points.txt").read_text()
+    assert "fluxedge = fluxedge.cli:main" in entry_points.splitlines()

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import EC_DATA
 
-from station import periodjoin, reprocess
 from station.rawdata import read_raw
+from station.reprocess import command as reprocess
+from station.reprocess import periodjoin
 
 DEGEB = EC_DATA / "degeb-hs50-li7200-20hz" / "raw"
 ORIGINAL = DEGEB / "2016-12-11T200000_AIU-1359.ghg"

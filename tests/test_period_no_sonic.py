@@ -19,13 +19,13 @@ import numpy as np
 from test_archive import START, job_for, turbulence_block
 
 from firmware_bridge.ptypair import NullModem
+from fluxedge.demo import towerconfig
+from fluxedge.demo.towerconfig import Instrument
 from station import config as station_config
-from station import towerconfig
+from station.acquisition.periodblock import JobConfig, PeriodBlock
 from station.daemon import Station
-from station.fluxworker import FluxWorker
-from station.periodblock import JobConfig, PeriodBlock
+from station.processing.fluxworker import FluxWorker
 from station.rawdata import read_raw
-from station.towerconfig import Instrument
 
 ROOT = Path(__file__).resolve().parents[1]
 SONIC = ("u", "v", "w", "t_sonic", "diag_sonic")
@@ -65,7 +65,7 @@ def test_worker_skips_a_period_without_sonic_samples_and_archives_the_analyser(t
 
 def test_station_with_a_silent_sonic_logs_why_each_period_is_skipped(tmp_path, mosquitto, caplog):
     caplog.set_level(logging.INFO)
-    emulator = subprocess.Popen([sys.executable, "-m", "station.cli", "bridge", "emulate", "li7500", "--rate", "20",
+    emulator = subprocess.Popen([sys.executable, "-m", "fluxedge.cli", "bridge", "emulate", "li7500", "--rate", "20",
                                  "--seed", "3"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=ROOT)
     irga = emulator.stdout.readline().decode().split()[1]

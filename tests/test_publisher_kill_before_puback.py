@@ -16,10 +16,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from collector.localservers import start_mosquitto
-from station.config import MqttConfig
-from station.publisher import Publisher
-from station.spool import Spool
+from fluxedge.common.mqttconfig import MqttConfig
+from fluxedge.demo.servers import start_mosquitto
+from station.outbox.publisher import Publisher
+from station.outbox.spool import Spool
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "fluxedge/v1/kill-tower/flux"
@@ -27,9 +27,9 @@ ROWS = 12
 
 CHILD = r"""
 import sys, time
-from station.config import MqttConfig
-from station.publisher import Publisher
-from station.spool import Spool
+from fluxedge.common.mqttconfig import MqttConfig
+from station.outbox.publisher import Publisher
+from station.outbox.spool import Spool
 
 spool = Spool(sys.argv[1])
 pub = Publisher(spool, MqttConfig(host="127.0.0.1", port=int(sys.argv[2])), "kill-tower-station",

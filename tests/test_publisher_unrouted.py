@@ -9,10 +9,10 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from collector.localservers import start_mosquitto
-from station.config import MqttConfig
-from station.publisher import Publisher
-from station.spool import Spool
+from fluxedge.common.mqttconfig import MqttConfig
+from fluxedge.demo.servers import start_mosquitto
+from station.outbox.publisher import Publisher
+from station.outbox.spool import Spool
 
 TOPIC = "fluxedge/v1/unrouted-1/flux"
 DIAG = "fluxedge/v1/unrouted-1/diag"

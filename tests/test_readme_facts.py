@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from station.fluxworker import WorkerProcess
+from station.processing.fluxworker import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 README = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
@@ -35,10 +35,10 @@ def test_the_flux_worker_is_a_subprocess_as_the_readme_says():
         deadline = time.monotonic() + 10
         while True:  # until the child has exec'd (before that its cmdline is empty or the parent's)
             cmdline = Path(f"/proc/{worker.pid}/cmdline").read_bytes().split(b"\0")
-            if b"station.fluxworker" in cmdline or time.monotonic() > deadline:
+            if b"station.processing.fluxworker" in cmdline or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
-        assert cmdline[0] == sys.executable.encode() and cmdline[1:3] == [b"-m", b"station.fluxworker"]
+        assert cmdline[0] == sys.executable.encode() and cmdline[1:3] == [b"-m", b"station.processing.fluxworker"]
         started = [c for c in _children(os.getpid()) if c not in before]
         assert started == [cmdline]  # the worker alone: no multiprocessing resource tracker beside it
     finally:

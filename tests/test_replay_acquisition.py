@@ -6,7 +6,7 @@ the instruments' encodings give (each record through the emulator's bytes and th
 
 The finding this guards: frames stamped 25-50 ms late by the station's own work landed one slot late
 and the frame of that slot was dropped; the station now places frames by the instruments' own record
-counters (CSAT3 counter, LI-7500 Ndx) and repairs collisions (station/align.py)."""
+counters (CSAT3 counter, LI-7500 Ndx) and repairs collisions (station/acquisition/align.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from conftest import EC_DATA
 
 from firmware_bridge import csat3, li7500
 from firmware_bridge.replay import read_toa5
-from station import towerconfig
-from station.archive import archive_path
+from fluxedge.demo import towerconfig
+from fluxedge.demo.towerconfig import Instrument
+from station.archive.writer import archive_path
 from station.rawdata import read_raw
-from station.towerconfig import Instrument
 from tests.collector_helpers import stop
 
 TOA5 = sorted((EC_DATA / "fluxpart-csat3-openpath-20hz" / "raw").glob("TOA5_*.dat"))[0]
@@ -31,7 +31,7 @@ RATE_HZ = 20
 PERIOD_S = 30
 PERIODS = 2
 N = PERIOD_S * RATE_HZ
-CLI = [sys.executable, "-m", "station.cli"]
+CLI = [sys.executable, "-m", "fluxedge.cli"]
 
 
 def encoded(obs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from station.spool import PRIORITY, Spool, SpoolError
+from station.outbox.spool import PRIORITY, Spool, SpoolError
 
 WRITER = r"""
 import sys
-from station.spool import Spool
+from station.outbox.spool import Spool
 spool = Spool(sys.argv[1], max_bytes=1 << 40)
 n = 0
 while True:
@@ -159,7 +159,7 @@ def test_station_run_on_a_broken_spool_file_says_so_in_one_line(tmp_path):
     cfg.write_text('[site]\nid = "t"\nlatitude_deg = 1\nlongitude_deg = 1\n'
                    '[[instruments]]\nname = "sonic"\ndriver = "csat3"\nport = "/dev/null"\n'
                    f'[mqtt]\nport = 1\n[spool]\npath = "{bad}"\n')
-    out = subprocess.run([sys.executable, "-m", "station.cli", "station", "run", "-c", str(cfg)],
+    out = subprocess.run([sys.executable, "-m", "fluxedge.cli", "station", "run", "-c", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [f"fluxedge: error: {bad}: cannot open the spool (file is not a "
@@ -170,7 +170,7 @@ def test_full_disk_drops_by_the_same_policy_as_the_size_bound(tmp_path):
     """SQLite's page limit stands in for a full disk (the same SQLITE_FULL error): fluxes make room by
     dropping diagnostics first, then the oldest fluxes (as a full size bound does); a diagnostics
     message that only dropping fluxes could fit is refused (SpoolFullError), and nothing is dropped for it."""
-    from station.spool import SpoolFullError
+    from station.outbox.spool import SpoolFullError
 
     spool = Spool(tmp_path / "s.sqlite", max_bytes=2**30)
     db = spool._db()

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from collector.lineprotocol import flux_line
-from station import messages
-from station.spool import Spool
+from fluxedge.common import messages
+from station.outbox.spool import Spool
 
 
 def record(**values):

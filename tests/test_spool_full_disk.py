@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from station.spool import Spool, SpoolFullError
+from station.outbox.spool import Spool, SpoolFullError
 
 PAYLOAD = 3000
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from station import messages
-from station.alarms import DEFAULT_RULES, AlarmEngine, Rule, rules_from_config
-from station.configschema import ConfigError, build
-from station.monitorconfig import AlarmRuleConfig
+from fluxedge.common import messages
+from fluxedge.common.configschema import ConfigError, build
+from station.health.alarms import DEFAULT_RULES, AlarmEngine, AlarmRuleConfig, Rule, rules_from_config
 
 T0 = 1_790_000_000.0
 

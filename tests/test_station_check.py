@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from collector.localservers import start_shipped_mosquitto
 from firmware_bridge.modbus.server import EmulatedDevice, ModbusEmulator
 from firmware_bridge.ptypair import NullModem
-from station import towerconfig
-from station.towerconfig import Instrument
+from fluxedge.demo import towerconfig
+from fluxedge.demo.servers import start_shipped_mosquitto
+from fluxedge.demo.towerconfig import Instrument
 
 ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = Path(sys.executable).with_name("fluxedge")
-FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "station.cli"]
+FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "fluxedge.cli"]
 SITE, PASSWORD = "chk-tower", "chk-pw-7"
 MODBUS = [{"name": "hmp", "map": "vaisala_hmp", "device_id": 240, "poll_interval_s": 1,
            "points": [{"point": "t_air", "name": "TA"}, {"point": "rh", "name": "RH"}]},

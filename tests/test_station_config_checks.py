@@ -9,7 +9,7 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "deploy" / "examples"
 _SCRIPT = Path(sys.executable).with_name("fluxedge")
-FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "station.cli"]
+FLUXEDGE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "fluxedge.cli"]
 
 
 def fluxedge(*args: str) -> subprocess.CompletedProcess:

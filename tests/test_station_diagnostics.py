@@ -16,12 +16,13 @@ from firmware_bridge.driver import Driver
 from firmware_bridge.emulator import EmulatedInstrument, make_port
 from firmware_bridge.families import family
 from firmware_bridge.turbulence import TurbulenceModel, observe
+from fluxedge.common import messages
 from station import config as station_config
-from station import messages, status, sysprobe
-from station.acquisition import InstrumentReader
-from station.diagnostics import InstrumentTap
-from station.monitor import Monitor
-from station.spool import Spool
+from station.acquisition.readers import InstrumentReader
+from station.health import status, sysprobe
+from station.health.diagnostics import InstrumentTap
+from station.health.monitor import Monitor
+from station.outbox.spool import Spool
 
 
 class FakeClock:
@@ -252,7 +253,7 @@ def test_monitor_spools_a_contract_diag_batch_and_writes_the_status(tmp_path):
     assert doc["spool"]["depth"] == 1 and doc["mqtt"]["connected"] is False
     text = status.render(doc, now_s=now + 1)
     assert "sonic" in text and "csat3b" in text and "flux    none yet" in text and "NOT connected" in text
-    cmd = [sys.executable, "-m", "station.cli", "station", "status", "-c", str(tmp_path / "station.toml")]
+    cmd = [sys.executable, "-m", "fluxedge.cli", "station", "status", "-c", str(tmp_path / "station.toml")]
     shown = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "diag-tower" in shown.stdout and "u=" in shown.stdout

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from firmware_bridge.modbus.server import EmulatedDevice, ModbusEmulator
+from fluxedge.common import messages
+from fluxedge.common.configschema import ConfigError, build
 from station import config as station_config
-from station import messages
-from station.configschema import ConfigError, build
-from station.met import MetDevice, MetService, MinuteMeans, fill_air_temperature, fill_pressure
-from station.monitorconfig import ModbusDeviceConfig
+from station.acquisition.met import MetDevice, MetService, MinuteMeans, fill_air_temperature, fill_pressure
+from station.health.monitorconfig import ModbusDeviceConfig
 
 T0 = 1_790_000_080.0  # 40 s into a minute
 assert T0 % 60 == 40

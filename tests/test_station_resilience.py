@@ -19,16 +19,17 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.config import InfluxConfig
-from collector.localservers import start_mosquitto
 from collector.query import create_database, influxql
-from station import messages, towerconfig
-from station.sdnotify import Notifier, watchdog_interval_s
-from station.spool import Spool
-from station.towerconfig import Instrument
+from fluxedge.common import messages
+from fluxedge.common.sdnotify import Notifier, watchdog_interval_s
+from fluxedge.demo import towerconfig
+from fluxedge.demo.servers import start_mosquitto
+from fluxedge.demo.towerconfig import Instrument
+from station.outbox.spool import Spool
 
 PERIOD_S = 5
 RATE_HZ = 20
-CLI = [sys.executable, "-m", "station.cli"]
+CLI = [sys.executable, "-m", "fluxedge.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -10,12 +10,12 @@ import socket
 import threading
 import time
 
+from fluxedge.demo import towerconfig
+from fluxedge.demo.towerconfig import Instrument
 from station import config as station_config
-from station import towerconfig
-from station.acquisition import InstrumentReader
+from station.acquisition.readers import InstrumentReader
 from station.config import InstrumentConfig
 from station.daemon import Station
-from station.towerconfig import Instrument
 
 
 @contextlib.contextmanager

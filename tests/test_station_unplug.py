@@ -20,13 +20,13 @@ import paho.mqtt.client as mqtt
 
 from firmware_bridge.emulator import TowerEmulator
 from firmware_bridge.modbus.server import EmulatedDevice, ModbusEmulator
-from station import towerconfig
-from station.towerconfig import Instrument
+from fluxedge.demo import towerconfig
+from fluxedge.demo.towerconfig import Instrument
 
 RATE_HZ = 20
 DIAG_S = 3
 SILENT_S = 3
-CLI = [sys.executable, "-m", "station.cli"]
+CLI = [sys.executable, "-m", "fluxedge.cli"]
 
 
 class Watcher:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from test_archive import START, TOWER, job_for, same, turbulence_block
 
+from fluxedge.demo import towerconfig
+from fluxedge.demo.towerconfig import Instrument
 from station import config as station_config
-from station import towerconfig
-from station.archive import archive_path
+from station.archive.writer import archive_path
 from station.daemon import Station
-from station.fluxworker import FluxWorker
-from station.reprocess import process_file
-from station.towerconfig import Instrument
+from station.processing.fluxworker import FluxWorker
+from station.reprocess.command import process_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PERIOD_S = 5
@@ -91,7 +91,7 @@ def test_stop_gives_up_on_a_long_period_without_restarting_the_worker(tmp_path):
 
 
 def start_emulator():
-    proc = subprocess.Popen([sys.executable, "-m", "station.cli", "bridge", "emulate", "csat3", "li7500",
+    proc = subprocess.Popen([sys.executable, "-m", "fluxedge.cli", "bridge", "emulate", "csat3", "li7500",
                              "--rate", str(RATE_HZ), "--seed", "7"], stdout=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
     devices = dict(proc.stdout.readline().decode().split() for _ in range(2))

@@ -1,9 +1,7 @@
 """The flux engine: pure NumPy, arrays in, results out; no I/O, no threads, no clocks.
 
-``process_period(samples, site) -> dict`` turns one averaging period of aligned high-frequency
-samples into AmeriFlux-named results (see :data:`station.messages.FLUX_FIELDS` for units).
+:func:`station.flux.pipeline.process` turns one averaging period of aligned high-frequency samples
+(a :class:`~station.flux.pipeline.Setup` saying what the columns are) into AmeriFlux-named results.
+The modules import only NumPy and each other; the station's worker and ``fluxedge flux process``
+drive it through :mod:`station.reprocess.enginesetup`.
 """
-
-from station.flux.period import PeriodSite, process_period
-
-__all__ = ["PeriodSite", "process_period"]

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from station import sitetime
+from fluxedge.common import sitetime
 from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, GasPreference, assemble
 from station.rawdata._textparse import split_records
 from station.rawdata.delimited import period_bounds

@@ -35,8 +35,8 @@ from datetime import datetime
 import numpy as np
 
 from firmware_bridge import csat3b
-from station.periodblock import GAS_CHANNELS, AnalyserInfo, PeriodBlock, TowerInfo
-from station.sitetime import local_clock, zone
+from fluxedge.common.sitetime import local_clock, zone
+from station.acquisition.periodblock import GAS_CHANNELS, AnalyserInfo, PeriodBlock, TowerInfo
 
 MISSING = "-9999"
 #: fluxedge driver -> (EddyPro manufacturer, EddyPro model without the _1 suffix, wref)

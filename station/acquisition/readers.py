@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_bridge.driver import Driver
+from fluxedge.common.logs import event
+from station.acquisition.hostclock import HostClock
 from station.config import InstrumentConfig
-from station.hostclock import HostClock
-from station.logs import event
 
 log = logging.getLogger("station.acquisition")
 
@@ -19,7 +19,7 @@ log = logging.getLogger("station.acquisition")
 @dataclass
 class SampleBlock:
     """Samples of one instrument: host receive times, wall clock [Unix s] from the station's
-    :class:`~station.hostclock.HostClock`, and decoded channels."""
+    :class:`~station.acquisition.hostclock.HostClock`, and decoded channels."""
 
     t: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)

@@ -3,7 +3,7 @@
 An :class:`InstrumentTap` sits on a driver's ``on_batch`` callback (after the station's own reader
 callback) and only appends a reference to the batch's columns under a lock, so acquisition never
 waits on diagnostics. At each diagnostics tick :meth:`InstrumentTap.take_interval` turns what
-arrived into the contract's diag values (``station.messages.DIAG_FIELDS``): samples expected
+arrived into the contract's diag values (``fluxedge.common.messages.DIAG_FIELDS``): samples expected
 (rate x interval) and received, missing, the parser's checksum errors / resyncs / counter gaps of
 the interval, samples the family's ``valid()`` rejects, per-flag counts (``FLAG_<NAME>`` from
 ``decode_flags``), signal strength mean and min where the family reports one, connection state

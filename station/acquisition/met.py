@@ -4,7 +4,7 @@ One :class:`MetDevice` per ``[[modbus]]`` table wraps the project's
 :class:`~firmware_bridge.modbus.poller.ModbusPoller` (TCP or RTU), renames the mapped points to
 AmeriFlux met names and converts them to the contract's units (``PA`` kPa, ``TA`` degC, ...).
 :class:`MinuteMeans` averages every valid value into clock-aligned minutes; a minute closes
-``grace_s`` after its end and becomes one :class:`~station.messages.MetRecord` stamped with the
+``grace_s`` after its end and becomes one :class:`~fluxedge.common.messages.MetRecord` stamped with the
 minute's end. :meth:`MetService.latest` offers the newest values (pressure, air temperature) to
 the flux engine. Sensors on one line (an RS-485 port with several addresses, as in
 deploy/examples/station.toml, or one Modbus TCP gateway) share one
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 from firmware_bridge.link import parse_address
 from firmware_bridge.modbus.poller import ModbusBus, ModbusPoller, PollResult
-from station.diagnostics import InstrumentInterval
-from station.logs import event
-from station.messages import MetRecord
-from station.monitorconfig import ModbusDeviceConfig, bus_key, met_base_name
+from fluxedge.common.logs import event
+from fluxedge.common.messages import MetRecord
+from station.health.diagnostics import InstrumentInterval
+from station.health.monitorconfig import ModbusDeviceConfig, bus_key, met_base_name
 
 log = logging.getLogger("station.met")
 

@@ -2,7 +2,7 @@
 
 Files are ``<root>/raw/YYYY/MM/YYYY-MM-DDTHHMMSS_<station>.ghg`` (period START in the site's clock:
 ``[site] time_zone``, UTC by default), zips holding ``<stem>.data`` and ``<stem>.metadata`` as LI-COR
-SmartFlux writes them (see :mod:`station.ghgformat`), so EddyPro and ``fluxedge flux process`` read
+SmartFlux writes them (see :mod:`station.archive.ghgformat`), so EddyPro and ``fluxedge flux process`` read
 them as they are: SmartFlux names a file by the logger's local clock and writes its zone as the
 ``Timezone:`` header line, which the readers use to place the file in UTC.
 
@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from station.ghgformat import data_text, layout, metadata_text
-from station.logs import event
-from station.periodblock import ArchiveSettings, PeriodBlock, TowerInfo
-from station.sitetime import local_clock
+from fluxedge.common.logs import event
+from fluxedge.common.sitetime import local_clock
+from station.acquisition.periodblock import ArchiveSettings, PeriodBlock, TowerInfo
+from station.archive.ghgformat import data_text, layout, metadata_text
 
 log = logging.getLogger("station.archive")
 SUFFIX = ".ghg"

@@ -3,11 +3,11 @@
 Each raw file (LI-COR ``.ghg``, Campbell TOA5, or delimited text described by an EddyPro
 ``.metadata``) is read by :mod:`station.rawdata`; without ``--period`` each file is one period, with
 ``--period`` the files are joined into (or cut into) clock-aligned periods as EddyPro does
-(:mod:`station.periodjoin`). Every period goes through :func:`station.flux.pipeline.process` with the
+(:mod:`station.reprocess.periodjoin`). Every period goes through :func:`station.flux.pipeline.process` with the
 EddyPro defaults. Files are processed in ``--jobs`` worker processes; a file that cannot be read is
 reported on one line and the others are still processed.
 
-Time stamps are the site's local standard time (AmeriFlux convention, :mod:`station.sitetime`): the
+Time stamps are the site's local standard time (AmeriFlux convention, :mod:`fluxedge.common.sitetime`): the
 standard-time offset of the zone the file names (``.ghg`` header ``Timezone``), or ``--utc-offset``,
 else UTC with a one-line note. A period whose fluxes cannot be computed still gets its row; why each
 missing flux is missing goes to stderr and to ``<out stem>_reasons.csv``.
@@ -28,12 +28,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from station import ameriflux, periodjoin, sitetime
-from station.enginesetup import ENGINE_VARIABLES, SetupError, setup_for  # noqa: F401  (re-exported)
+from fluxedge.common import sitetime
 from station.flux import screening
 from station.flux.pipeline import Options, process
 from station.rawdata import RawDataError, RawPeriod, read_ghg_timezone, read_raw
 from station.rawdata.ghg import is_ghg
+from station.reprocess import ameriflux, periodjoin
+from station.reprocess.enginesetup import ENGINE_VARIABLES, setup_for
 
 #: The fluxes whose missing values are explained (a reason on stderr and in ``<out stem>_reasons.csv``).
 EXPLAINED = ("FC", "FH2O", "LE", "H", "TAU", "USTAR", "FCH4")
@@ -72,7 +73,7 @@ def _file_zone(raw: RawPeriod) -> str | None:
 def _utc_offset_s(raw: RawPeriod, utc_offset_h: float | None = None) -> float:
     """UTC offset [s] of the output time stamps, AmeriFlux's local standard time (no daylight saving):
     ``utc_offset_h`` if given, else the standard-time offset of the file's zone at the file's start
-    (:func:`station.sitetime.standard_offset_s`: in summer in a zone with DST, local clock - 1 h),
+    (:func:`fluxedge.common.sitetime.standard_offset_s`: in summer in a zone with DST, local clock - 1 h),
     else 0 (UTC)."""
     if utc_offset_h is not None:
         return utc_offset_h * 3600.0
@@ -217,7 +218,7 @@ def _joined_row(period: periodjoin.JoinedPeriod, options: Options | None,
 def process_joined(paths: list[str], metadata: str | None, period_min: float, options: Options | None = None,
                    utc_offset_h: float | None = None, until: float | None = None) -> list[FileOutcome]:
     """Files in time order joined into clock-aligned periods of ``period_min`` minutes
-    (:mod:`station.periodjoin`; samples from ``until`` on left out); the first outcome holds the rows,
+    (:mod:`station.reprocess.periodjoin`; samples from ``until`` on left out); the first outcome holds the rows,
     any further one an error of a file (unreadable, or not continuing the previous file's column
     layout: its samples are left out)."""
     joiner: periodjoin.Joiner | None = None

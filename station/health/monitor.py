@@ -3,12 +3,12 @@
 One thread, ticking every ``[diagnostics] alarm_tick_s`` (1 s), so acquisition threads never wait
 on any of this:
 
-- every tick: silence / connection / clock-step metrics -> :class:`~station.alarms.AlarmEngine`;
+- every tick: silence / connection / clock-step metrics -> :class:`~station.health.alarms.AlarmEngine`;
   transitions are spooled at once (kind ``alarm``), logged (WARNING raised, INFO cleared) and the
   publisher woken; complete met minutes are spooled (kind ``met``);
 - every ``interval_s`` (60 s): a ``diag`` batch (each instrument, each Modbus sensor, ``station``)
   and the interval metrics through the alarm rules;
-- every ``[status] interval_s`` (5 s): the status file (:mod:`station.status`).
+- every ``[status] interval_s`` (5 s): the status file (:mod:`station.health.status`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import threading
 import time
 from typing import Any
 
-from station import __version__, messages, sysprobe
-from station.alarms import AlarmEngine, rules_from_config
-from station.diagnostics import InstrumentInterval, InstrumentTap
-from station.logs import event
-from station.spool import SpoolFullError
-from station.status import default_path, write_atomic
+from fluxedge import __version__
+from fluxedge.common import messages
+from fluxedge.common.logs import event
+from station.health import sysprobe
+from station.health.alarms import AlarmEngine, rules_from_config
+from station.health.diagnostics import InstrumentInterval, InstrumentTap
+from station.health.status import default_path, write_atomic
+from station.outbox.spool import SpoolFullError
 
 log = logging.getLogger("station.monitor")
 

@@ -43,8 +43,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from station.configschema import ConfigError
-from station.logs import event
+from fluxedge.common.configschema import ConfigError
+from fluxedge.common.logs import event
 
 log = logging.getLogger("station.spool")
 

@@ -4,11 +4,11 @@ The live computation goes through exactly what ``fluxedge flux process`` does wi
 file: the block's metadata text is parsed by :mod:`station.rawdata` (the same :class:`Metadata`
 the reader gets from the ``.ghg``), each column is converted with that metadata's conversions (the
 reader's arithmetic on the same float64 values, since the file holds their ``repr``), the engine
-setup comes from :func:`station.reprocess.setup_for` and the results from
+setup comes from :func:`station.reprocess.enginesetup.setup_for` and the results from
 :func:`station.flux.pipeline.process`. The archive therefore reprocesses bit for bit to the live
 results with the same processing options.
 
-Every gas analyser of the tower is in the block and the file (:func:`station.ghgformat.layout`), so
+Every gas analyser of the tower is in the block and the file (:func:`station.archive.ghgformat.layout`), so
 the engine gets co2, h2o and ch4 each with its own analyser's geometry. CH4 from an LI-7700 is an
 open-path density with the WPL terms and the LI-7700 spectroscopic corrections (McDermitt et al.
 2011), as EddyPro computes them.
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from station.archive import Archive, ArchiveError, archive_path, file_stem
+from fluxedge.common.logs import event
+from station.acquisition.periodblock import JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
+from station.archive.ghgformat import ColumnSpec, column_values, layout, metadata_text
+from station.archive.writer import Archive, ArchiveError, archive_path, file_stem
 from station.flux.pipeline import Options, process
-from station.ghgformat import ColumnSpec, column_values, layout, metadata_text
-from station.logs import event
-from station.periodblock import JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
 from station.rawdata import CANONICAL_NAMES, RawPeriod, parse_metadata
 from station.rawdata.units import GASES
-from station.reprocess import ENGINE_VARIABLES, setup_for
+from station.reprocess.enginesetup import ENGINE_VARIABLES, setup_for
 
 log = logging.getLogger("station.flux")
 

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from collector.config import InfluxConfig
-from collector.localservers import MissingServerError, find_binary, start_influxd, start_mosquitto
 from collector.query import QueryError, create_database, influxql
-from collector.v2shim import V2WriteShim
 from firmware_bridge.turbulence import MD_KG_MOL, MV_KG_MOL, R_J_MOL_K, TurbulenceSpec, true_fluxes
-from station import towerconfig
-from station.towerconfig import Instrument
+from fluxedge.demo import towerconfig
+from fluxedge.demo.servers import MissingServerError, find_binary, start_influxd, start_mosquitto
+from fluxedge.demo.towerconfig import Instrument
+from fluxedge.demo.v2shim import V2WriteShim
 
 DATABASE = "fluxedge"
 COLUMNS = ("H", "LE", "FC", "USTAR", "TAU", "ZL", "WS", "N_SAMPLES")
@@ -161,7 +161,7 @@ def run_demo(duration_s: float | None, period_s: int, api: int, keep: bool) -> i
         if api == 2:
             shim = V2WriteShim(influx_url)
             print(f"demo: InfluxDB v2 write API shim on {shim.url}")
-        me = [sys.executable, "-m", "station.cli"]
+        me = [sys.executable, "-m", "fluxedge.cli"]
         emu = subprocess.Popen([*me, "bridge", "emulate", "csat3", "li7500", "--rate", "20",
                                 "--fault", f"li7500=silence@{SILENCE_AT_S:g}+{SILENCE_S:g}"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

@@ -30,10 +30,10 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from station.config import MqttConfig
-from station.logs import event
-from station.mqttclient import make_client
-from station.spool import Spool, SpoolError
+from fluxedge.common.logs import event
+from fluxedge.common.mqttclient import make_client
+from fluxedge.common.mqttconfig import MqttConfig
+from station.outbox.spool import Spool, SpoolError
 
 log = logging.getLogger("station.publisher")
 #: After a reconnect paho first re-sends what was in flight; new rows wait this long so they
@@ -48,6 +48,8 @@ REJECTED_RETRY_S = 60.0
 #: and that topic pauses this long and then resumes oldest first, so that nothing is lost and its
 #: order holds; the other topics keep flowing.
 NO_SUBSCRIBERS = 0x10
+#: an early PUBACK (see Publisher._on_publish) not claimed within this long was not for a spool row
+EARLY_ACK_KEEP_S = 30.0
 NO_SUBSCRIBER_PAUSE_S = 5.0
 
 
@@ -83,8 +85,9 @@ class Publisher(threading.Thread):
         self._connected = threading.Event()
         self._connected_at = 0.0
         self.client = make_client(config, client_id)
-        #: paho's lock around its outgoing messages (an RLock, held while it calls on_publish)
-        self._paho_lock = getattr(self.client, "_out_message_mutex", None) or threading.RLock()
+        #: PUBACKs that came before publish() returned and their mid was registered: mid ->
+        #: (reason code, monotonic arrival); taken by _send_more, forgotten after EARLY_ACK_KEEP_S
+        self._early: dict[int, tuple[object, float]] = {}
         self.client.max_inflight_messages_set(max_inflight)
         self.client.will_set(status_topic, offline_payload, qos=1, retain=True)
         self.client.on_connect = self._on_connect
@@ -151,10 +154,25 @@ class Publisher(threading.Thread):
         return len(kept)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
+                # paho's network thread can see the PUBACK before publish() has returned the mid to
+                # _send_more (or it is the status message's): kept for _send_more to take
+                now = time.monotonic()
+                self._early[mid] = (reason_code, now)
+                for old in [m for m, (_, at) in self._early.items() if at < now - EARLY_ACK_KEEP_S]:
+                    del self._early[old]
+                return
+        self._settle(entry, reason_code)
+
+    def _settle(self, entry: tuple[int, str], reason_code) -> None:
+        """The broker's answer for spool row ``entry`` = (row, topic)."""
         refused = reason_code is not None and reason_code.is_failure
         unrouted = reason_code is not None and not refused and reason_code.value == NO_SUBSCRIBERS
+        new_pause = False
         with self._lock:
-            row, topic = self._inflight.pop(mid, (None, ""))
+            row, topic = entry
             if row is not None and refused:
                 self._held[row] = time.monotonic() + REJECTED_RETRY_S  # kept: never deleted unacknowledged
             elif row is not None and unrouted:
@@ -220,17 +238,21 @@ class Publisher(threading.Thread):
         if room <= 0:
             return
         for msg in self.spool.oldest(room, exclude=busy, exclude_topics=paused):
-            # register the mid before on_publish can run for it. paho calls on_publish holding its
-            # out-message lock, and publish() takes that lock: take it first here too, so both paths
-            # lock in the same order (paho's, then ours) and cannot deadlock.
-            with self._paho_lock, self._lock:
-                info = self.client.publish(msg.topic, msg.payload, qos=1)
-                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                    break
-                # NO_CONN: paho queued it and sends it after the reconnect; its PUBACK deletes the row
-                self._inflight[info.mid] = (msg.id, msg.topic)
-                if info.rc == mqtt.MQTT_ERR_NO_CONN:
-                    break
+            # publish() is called holding none of our locks (paho calls on_publish holding its own
+            # lock, so holding ours here could deadlock); a PUBACK that beats the registration of its
+            # mid waits in _early and is settled here. paho's public API only.
+            info = self.client.publish(msg.topic, msg.payload, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                break
+            # NO_CONN: paho queued it and sends it after the reconnect; its PUBACK deletes the row
+            with self._lock:
+                early = self._early.pop(info.mid, None)
+                if early is None:
+                    self._inflight[info.mid] = (msg.id, msg.topic)
+            if early is not None:
+                self._settle((msg.id, msg.topic), early[0])
+            if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                break
 
     def inflight(self) -> int:
         with self._lock:

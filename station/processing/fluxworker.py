@@ -4,7 +4,7 @@ acquisition side (reader threads, spool, publisher) never waits for the flux eng
 The station hands blocks to :meth:`FluxWorker.submit` (it returns at once); a dispatcher thread sends
 them one at a time to the worker process over a socket pair (pickled, as multiprocessing's
 connections do) and passes every :class:`PeriodOutcome` to ``on_outcome`` in the parent, where the
-spool writes happen. The worker is a fresh interpreter (``python -m station.fluxworker FD LEVEL``)
+spool writes happen. The worker is a fresh interpreter (``python -m station.processing.fluxworker FD LEVEL``)
 started with ``subprocess``: the parent has threads, so it must not fork, and multiprocessing's
 ``spawn`` would add its resource-tracker process (13 MB resident on a Pi for nothing: no shared
 memory or semaphores are used). If the worker dies (killed, crashed, out of memory) or
@@ -27,10 +27,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from station.archive import archive_path
-from station.logs import event
-from station.periodblock import JobConfig, PeriodBlock, PeriodOutcome
-from station.runtime import BLAS_THREAD_VARIABLES, keep_freed_memory
+from fluxedge.common.logs import event
+from station.acquisition.periodblock import JobConfig, PeriodBlock, PeriodOutcome
+from station.archive.writer import archive_path
+from station.processing.runtime import BLAS_THREAD_VARIABLES, keep_freed_memory
 
 log = logging.getLogger("station.flux")
 RUN, ARCHIVE_ONLY = "run", "archive"
@@ -45,8 +45,8 @@ def worker_main(conn: Connection, log_level: int) -> None:
     # the station ends its worker itself (Ctrl-C and systemd's SIGTERM reach the whole process group)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from station import logs
-    from station.fluxjob import run_job
+    from fluxedge.common import logs
+    from station.processing.fluxjob import run_job
 
     logs.setup(verbose=log_level <= logging.DEBUG, quiet=log_level >= logging.WARNING)
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN statistics become -9999, not warnings
@@ -79,7 +79,7 @@ class WorkerProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         try:
             self._popen = subprocess.Popen(
-                [sys.executable, "-m", "station.fluxworker", str(child.fileno()), str(log_level)],
+                [sys.executable, "-m", "station.processing.fluxworker", str(child.fileno()), str(log_level)],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env, close_fds=True)
         except BaseException:
             parent.close()

@@ -10,13 +10,13 @@ import os
 import signal
 import sys
 
-from station.runtime import configure_numeric_process
+from station.processing.runtime import configure_numeric_process
 
 # Before NumPy loads: one BLAS thread per process (parallel work goes through processes, so that a
 # station node keeps its other core for acquisition) and malloc tuned for large temporaries.
 configure_numeric_process()
 
-from station import __version__  # noqa: E402
+from fluxedge import __version__  # noqa: E402
 
 
 def _station_run(args: argparse.Namespace) -> int:
@@ -38,13 +38,13 @@ def _station_check(args: argparse.Namespace) -> int:
 
 
 def _station_status(args: argparse.Namespace) -> int:
-    from station import status
+    from station.health import status
 
     return status.main(args.config)
 
 
 def _flux_process(args: argparse.Namespace) -> int:
-    from station import reprocess
+    from station.reprocess import command as reprocess
 
     if args.jobs < 1:
         print("fluxedge: error: --jobs must be at least 1", file=sys.stderr)
@@ -84,7 +84,7 @@ def _utc_offset(value: str) -> float:
 
 
 def _flux_planarfit(args: argparse.Namespace) -> int:
-    from station import reprocess
+    from station.reprocess import command as reprocess
 
     return reprocess.planar_fit(args.raw, args.output, args.metadata, args.sectors)
 
@@ -100,7 +100,7 @@ def _collector_run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from collector.demo import run_demo
+    from fluxedge.demo.run import run_demo
 
     return run_demo(duration_s=args.duration, period_s=args.period, api=args.api, keep=args.keep)
 
@@ -263,8 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from station import logs
-    from station.configschema import ConfigError
+    from fluxedge.common import logs
+    from fluxedge.common.configschema import ConfigError
 
     args = parse_args(argv)
     logs.setup(verbose=args.verbose, quiet=args.quiet)

@@ -1,6 +1,6 @@
 """The live status file the daemon rewrites every few seconds, and ``fluxedge station status``.
 
-The daemon (:mod:`station.monitor`) writes a small JSON document atomically (temporary file,
+The daemon (:mod:`station.health.monitor`) writes a small JSON document atomically (temporary file,
 fsync-free ``os.replace``: a reader sees the old or the new file, never half of one): per
 instrument the frame rate over the last interval, last values, diagnostic flags set, connection
 state and counters; spool depth; the last flux; the MQTT link state; latest met values and the

@@ -6,7 +6,7 @@ periods). What it does, and what is done here (eddypro-engine ``src/src_rp/eddyp
 
 - The periods are aligned to the clock: the first starts at the first file's time rounded down to a
   multiple of the averaging length (``tsRoundToMinute(..., 'earlier')``), so 30-min periods start at
-  :00 and :30. Here the clock is the output's (local standard time, :mod:`station.sitetime`), which
+  :00 and :30. Here the clock is the output's (local standard time, :mod:`fluxedge.common.sitetime`), which
   is the file-name clock for every zone whose offsets are whole half hours.
 - Each period takes the records of every file that falls in it (``ImportCurrentPeriod``: a file's
   records are placed by the file-name time + record index / rate). Here a sample's time is the

@@ -2,7 +2,7 @@
 and ``[status]`` (documented key by key in deploy/examples/station.toml).
 
 Kept apart from :mod:`station.config` so that module only has to list them; validation follows
-:mod:`station.configschema` (each problem names its key).
+:mod:`fluxedge.common.configschema` (each problem names its key).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from firmware_bridge.link import parse_address
-from station.configschema import between, check, non_negative, positive
+from fluxedge.common.configschema import between, check, positive
 
 #: AmeriFlux position qualifier "_<H>_<V>_<R>" or "_<N>" (TS_1, SWC_1_2_1)
 _QUALIFIED = re.compile(r"^([A-Z][A-Z0-9_]*?)(?:_\d{1,3}_\d{1,3}_\d{1,3}|_\d{1,3})?$")
@@ -28,7 +28,7 @@ UNIT_FACTORS: dict[tuple[str, str], float] = {
 
 def met_base_name(name: str) -> str | None:
     """The AmeriFlux base name of ``name`` (``TS_1`` -> ``TS``) if it is a known met name."""
-    from station.messages import MET_FIELDS
+    from fluxedge.common.messages import MET_FIELDS
 
     if name in MET_FIELDS:
         return name
@@ -38,7 +38,7 @@ def met_base_name(name: str) -> str | None:
 
 def _met_name(value: str) -> str | None:
     if met_base_name(value) is None:
-        from station.messages import MET_FIELDS
+        from fluxedge.common.messages import MET_FIELDS
 
         return f"{value!r} is not an AmeriFlux met name ({', '.join(MET_FIELDS)}, optionally with _<N> " \
                f"or _<H>_<V>_<R>)"
@@ -59,29 +59,6 @@ class DiagnosticsConfig:
     interval_s: float = field(default=60.0, metadata=check(between(1, 3600)))
     #: alarms on silence, disconnection and clock steps are evaluated this often [s]
     alarm_tick_s: float = field(default=1.0, metadata=check(between(0.1, 60)))
-
-
-@dataclass(frozen=True)
-class AlarmRuleConfig:
-    """Overrides a built-in rule (by ``name``) or defines a new one (then ``metric`` and ``above`` or
-    ``below`` are required). Thresholds are in the metric's unit."""
-
-    name: str
-    enabled: bool = True
-    metric: str | None = None
-    above: float | None = None
-    below: float | None = None
-    raise_after_s: float | None = field(default=None, metadata=check(non_negative))
-    clear_at: float | None = None
-    clear_after_s: float | None = field(default=None, metadata=check(non_negative))
-    severity: str | None = None
-    #: instruments (or "station") the rule watches; empty: every source that reports the metric
-    sources: list[str] = field(default_factory=list)
-
-    def validate(self) -> list[tuple[str, str]]:
-        from station.alarms import check_rule_config
-
-        return check_rule_config(self)
 
 
 @dataclass(frozen=True)
@@ -115,7 +92,7 @@ class ModbusDeviceConfig:
 
     def validate(self) -> list[tuple[str, str]]:
         from firmware_bridge.modbus.maps import MapError, load_map
-        from station.messages import MET_FIELDS
+        from fluxedge.common.messages import MET_FIELDS
 
         try:
             register_map = load_map(self.map)
@@ -157,7 +134,7 @@ class ModbusDeviceConfig:
     def factor(self, point: MetPointConfig) -> tuple[float, float]:
         """(scale, offset) turning the map's value of ``point`` into its AmeriFlux unit."""
         from firmware_bridge.modbus.maps import load_map
-        from station.messages import MET_FIELDS
+        from fluxedge.common.messages import MET_FIELDS
 
         if point.scale is not None:
             return point.scale, point.offset

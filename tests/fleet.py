@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from station import messages as m
+from fluxedge.common import messages as m
 
 FLUX_PERIOD_S = 1800
 

@@ -1,12 +1,12 @@
-"""Arrays in, the wire contract's results out: the engine on one period of aligned samples, without
-the station's archive and metadata round trip.
+"""Test adapter (tests/test_flux_engine.py): arrays in, the wire contract's results out: the engine
+on one period of aligned samples, without the station's archive and metadata round trip.
 
-The station itself no longer comes through here: its flux worker (:mod:`station.fluxjob`) archives
-each period and computes it through the ``.ghg`` metadata, :func:`station.reprocess.setup_for` and
+The station itself no longer comes through here: its flux worker (:mod:`station.processing.fluxjob`)
+archives each period and computes it through the ``.ghg`` metadata, :func:`station.reprocess.enginesetup.setup_for` and
 :func:`station.flux.pipeline.process`, exactly as ``fluxedge flux process`` does. This adapter stays
 for engine-level checks on synthetic arrays (tests/test_flux_engine.py): ``u``, ``v``, ``w``
 [m s-1], ``t_sonic`` [degC], open-path ``co2``, ``h2o``, ``ch4`` [mmol m-3] and ``pressure`` [kPa]
-in, every :data:`station.messages.FLUX_FIELDS` value out (NaN where not computed).
+in, every :data:`fluxedge.common.messages.FLUX_FIELDS` value out (NaN where not computed).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fluxedge.common.messages import FLUX_FIELDS
 from station.flux.pipeline import GasSetup, Options, Setup, process
-from station.messages import FLUX_FIELDS
 
-#: Results the wire contract carries (a subset of the pipeline's; defined in station.messages).
+#: Results the wire contract carries (a subset of the pipeline's; defined in fluxedge.common.messages).
 CONTRACT_FIELDS = tuple(FLUX_FIELDS)
 
 

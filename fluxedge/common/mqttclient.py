@@ -12,7 +12,7 @@ import ssl
 
 import paho.mqtt.client as mqtt
 
-from station.config import MqttConfig
+from fluxedge.common.mqttconfig import MqttConfig
 
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30

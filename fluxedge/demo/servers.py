@@ -18,7 +18,7 @@ from pathlib import Path
 INSTALL_HINT = {"mosquitto": "sudo apt-get install -y mosquitto", "influxd": "sudo apt-get install -y influxdb",
                 "mosquitto_passwd": "sudo apt-get install -y mosquitto", "openssl": "sudo apt-get install -y openssl"}
 #: The production broker configuration: mosquitto.conf (-> /etc/mosquitto/conf.d/) and fluxedge.acl.
-SHIPPED_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
+SHIPPED_MOSQUITTO = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 
 
 class MissingServerError(RuntimeError):

@@ -3,9 +3,9 @@
 A :class:`Rule` watches one metric of each source (an instrument, a Modbus device or
 ``"station"``). It is *raised* once the metric has been beyond ``above`` (or ``below``) for
 ``raise_after_s`` seconds, and *cleared* once it has been back on the good side of ``clear_at``
-for ``clear_after_s`` seconds; each transition is one :class:`~station.messages.AlarmEvent`
+for ``clear_after_s`` seconds; each transition is one :class:`~fluxedge.common.messages.AlarmEvent`
 carrying the time it happened, so alarms spooled while offline arrive later with their original
-times. The engine is pure logic (times are passed in); :mod:`station.monitor` feeds it.
+times. The engine is pure logic (times are passed in); :mod:`station.health.monitor` feeds it.
 
 Metrics (unit; when they are evaluated):
 
@@ -13,7 +13,7 @@ Metrics (unit; when they are evaluated):
   ``CLOCK_STEP_S`` (size of the clock step seen in the last tick, s);
 - every diagnostics interval (60 s): ``MISSING_PCT``, ``CHECKSUM_ERROR_PCT`` (of frames),
   ``FLAGGED_PCT`` (samples the instrument flagged), ``SIGNAL_MEAN`` (%), ``SPOOL_OLDEST_S``,
-  ``DISK_FREE_PCT``, ``CPU_TEMP_DEGC`` and any published diag name (``station.messages.DIAG_FIELDS``,
+  ``DISK_FREE_PCT``, ``CPU_TEMP_DEGC`` and any published diag name (``fluxedge.common.messages.DIAG_FIELDS``,
   ``FLAG_<NAME>``).
 """
 
@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
 
-from station.messages import ALARM_SEVERITIES, DIAG_FIELDS, NAME_PATTERN, AlarmEvent
-
-if TYPE_CHECKING:
-    from station.monitorconfig import AlarmRuleConfig
+from fluxedge.common.configschema import check, non_negative
+from fluxedge.common.messages import ALARM_SEVERITIES, DIAG_FIELDS, NAME_PATTERN, AlarmEvent
 
 #: metrics only the alarm engine sees (not published as diag values): name -> (unit, meaning)
 ALARM_METRICS: dict[str, tuple[str, str]] = {
@@ -119,6 +116,28 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("cpu_temperature_high", "CPU_TEMP_DEGC", above=80.0, raise_after_s=120.0, clear_at=75.0,
          clear_after_s=120.0, message="{source}: CPU at {value:.0f} degC (enclosure too hot?)"),
 )
+
+
+@dataclass(frozen=True)
+class AlarmRuleConfig:
+    """A ``[[alarms]]`` entry of station.toml: overrides a built-in rule (by ``name``) or defines a
+    new one (then ``metric`` and ``above`` or ``below`` are required). Thresholds are in the
+    metric's unit."""
+
+    name: str
+    enabled: bool = True
+    metric: str | None = None
+    above: float | None = None
+    below: float | None = None
+    raise_after_s: float | None = field(default=None, metadata=check(non_negative))
+    clear_at: float | None = None
+    clear_after_s: float | None = field(default=None, metadata=check(non_negative))
+    severity: str | None = None
+    #: instruments (or "station") the rule watches; empty: every source that reports the metric
+    sources: list[str] = field(default_factory=list)
+
+    def validate(self) -> list[tuple[str, str]]:
+        return check_rule_config(self)
 
 
 def check_rule_config(cfg: AlarmRuleConfig) -> list[tuple[str, str]]:
