@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from collector.alarms.notify import NotifyRoute
+from collector.alarms.rules import FleetRuleConfig, effective_rules
+from collector.alarms.tracker import STATION_RULE_CHECKS
 from collector.lineprotocol import escape_tag
 from fluxedge.common.configschema import between, build, check, positive, read_toml
 from fluxedge.common.messages import DATA_KINDS
@@ -137,22 +140,93 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class AlarmsConfig:
+    """``[alarms]``: fleet rules, notifications, and how the collectors share the work."""
+
+    #: fleet alarms and notifications in this collector process (one of several is the leader)
+    enabled: bool = True
+    #: rules are evaluated this often [s]
+    tick_s: float = field(default=1.0, metadata=check(between(0.05, 60)))
+    #: after (re)connecting, a collector waits this long for the retained alarm state and the other
+    #: collectors' presence before it may act as the leader [s]
+    settle_s: float = field(default=3.0, metadata=check(between(0, 600)))
+    #: delivery attempts per notification and URL, with the pause doubling between them [s]
+    notify_attempts: int = field(default=5, metadata=check(between(1, 100)))
+    notify_retry_min_s: float = field(default=2.0, metadata=check(between(0.001, 3600)))
+    notify_retry_max_s: float = field(default=120.0, metadata=check(between(0.001, 86400)))
+    #: the alarm service's own MQTT account (default: [mqtt]'s). A broker that uses the account name
+    #: as client id (the shipped one) gives each account one connection: then it needs its own
+    username: str | None = None
+    password: str | None = None
+    #: the account ``fluxedge alarms`` connects with (reads the fleet state, writes its commands)
+    operator_username: str | None = None
+    operator_password: str | None = None
+    rule: list[FleetRuleConfig] = field(default_factory=list)
+    notify: list[NotifyRoute] = field(default_factory=list)
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.password is not None and self.username is None:
+            return [("password", "a password needs a username")]
+        if self.operator_password is not None and self.operator_username is None:
+            return [("operator_password", "a password needs a username")]
+        names = [r.name for r in self.rule]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                return [(f"rule[{i}].name", f"rule {name!r} is configured twice")]
+        known = {r.name for r in effective_rules(self.rule)} | set(STATION_RULE_CHECKS)
+        for i, route in enumerate(self.notify):
+            unknown = [r for r in route.rules if r not in known]
+            if unknown:
+                return [(f"notify[{i}].rules", f"no rule named {unknown[0]!r} (fleet rules and the station's: "
+                                               f"{', '.join(sorted(known))})")]
+            if route.name in [r.name for r in self.notify[:i]]:
+                return [(f"notify[{i}].name", f"route {route.name!r} is configured twice")]
+        if self.notify_retry_max_s < self.notify_retry_min_s:
+            return [("notify_retry_max_s", f"must be at least notify_retry_min_s ({self.notify_retry_min_s:g})")]
+        return []
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     mqtt: MqttConfig
     influxdb: InfluxConfig
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
 
     def validate(self) -> list[tuple[str, str]]:
         """What ``[mqtt]`` (shared with the station's schema) and the sections together must hold."""
         # [mqtt] host and topic_prefix are checked by MqttConfig itself (fluxedge.common.mqttnames)
         if self.mqtt.client_id is not None:
             return [("mqtt.client_id", "the collector's client id is ingest.client_id; remove this key")]
+        al = self.alarms
+        if al.enabled and self.mqtt.username is not None and al.username in (None, self.mqtt.username):
+            return [("alarms.username", f"the alarm service needs an MQTT account of its own besides [mqtt] "
+                                        f"username {self.mqtt.username!r}: a broker that uses account names as "
+                                        f"client ids (the shipped one) gives each account one connection "
+                                        f"(deploy/mosquitto/fluxedge.acl: collector-alarms); or [alarms] "
+                                        f"enabled = false")]
         longest_s = self.ingest.retry_max_s + 2 * self.influxdb.timeout_s
         if self.ingest.writer_hung_s <= longest_s:
             return [("ingest.writer_hung_s", f"must exceed retry_max_s + 2 x influxdb.timeout_s ({longest_s:g} s), "
                                              f"the longest a healthy writer goes between write attempts, got "
                                              f"{self.ingest.writer_hung_s:g}")]
         return []
+
+
+def alarms_mqtt(config: CollectorConfig) -> MqttConfig:
+    """The alarm service's [mqtt] settings: its own account where one is configured."""
+    al = config.alarms
+    if al.username is None:
+        return config.mqtt
+    return replace(config.mqtt, username=al.username, password=al.password)
+
+
+def operator_mqtt(config: CollectorConfig) -> MqttConfig:
+    """What ``fluxedge alarms`` connects with: the operator account, else the alarm service's."""
+    al = config.alarms
+    if al.operator_username is None:
+        return alarms_mqtt(config)
+    return replace(config.mqtt, username=al.operator_username, password=al.operator_password)
 
 
 def load(path: str | Path) -> CollectorConfig:

@@ -5,6 +5,7 @@
 # Idempotent: run it again after 'git pull' to upgrade; existing configs are never overwritten.
 #
 #   sudo deploy/install.sh                 # install (station and collector units; none enabled)
+#   sudo deploy/install.sh --station-only  # a tower's node: without the collector's notification libraries
 #   deploy/install.sh --dry-run --destdir /tmp/root   # write files under /tmp/root, print the rest
 #
 # Then: edit /etc/fluxedge/station.toml, 'fluxedge station check -c /etc/fluxedge/station.toml',
@@ -14,18 +15,21 @@ set -euo pipefail
 usage() {
     sed -n '2,12s/^# \{0,1\}//p' "$0"
     echo "options: --dry-run (print commands that need root instead of running them), --destdir DIR (install"
-    echo "         files under DIR; implies nothing about services), --no-apt (do not install Debian packages)"
+    echo "         files under DIR; implies nothing about services), --no-apt (do not install Debian packages),"
+    echo "         --station-only (leave out the collector's notification libraries)"
 }
 
 DRY_RUN=0
 DESTDIR=""
 APT=1
+PACKAGE_EXTRAS="[collector]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY_RUN=1 ;;
         --destdir) [ $# -ge 2 ] || { echo "install.sh: --destdir needs a directory" >&2; exit 2; }
                    DESTDIR="${2%/}"; shift ;;
         --no-apt) APT=0 ;;
+        --station-only) PACKAGE_EXTRAS="" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -97,7 +101,7 @@ run chgrp "$USER_NAME" "$DESTDIR$CONF"
 if [ ! -x "$DESTDIR$PREFIX/venv/bin/python" ]; then
     run python3 -m venv "$PREFIX/venv"
 fi
-run "$PREFIX/venv/bin/python" -m pip install -q --upgrade "$SRC"
+run "$PREFIX/venv/bin/python" -m pip install -q --upgrade "$SRC$PACKAGE_EXTRAS"
 
 # 5. Configs: the documented examples, only where none exists yet (they hold passwords: 0640).
 put 0640 "$SRC/deploy/examples/station.toml" "$CONF/station.toml" keep

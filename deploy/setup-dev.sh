@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up fluxedge on a fresh Debian (or Raspberry Pi OS) machine for the demo and the tests:
-# mosquitto and InfluxDB from apt, the package and its test tools into ./.venv.
+# mosquitto and InfluxDB from apt, the package with its collector extra and test tools into ./.venv.
 # Run as root or as a user with sudo. Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +26,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing fluxedge into .venv"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,collector]'
 echo "setup: done (.venv/bin/fluxedge --help)"

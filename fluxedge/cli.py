@@ -71,6 +71,20 @@ def _digits(value: str) -> int | None:
     return digits
 
 
+def _duration_s(value: str) -> float:
+    """``--for``: a number with s, m, h or d (90m, 2h, 1d); a bare number is seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip().lower()
+    scale = units.get(text[-1:])
+    try:
+        seconds = float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        seconds = math.nan
+    if not (0 <= seconds <= 366 * 86400):
+        raise argparse.ArgumentTypeError(f"must be like 90m, 2h or 1d (at most a year), got {value!r}")
+    return seconds
+
+
 def _utc_offset(value: str) -> float:
     """``--utc-offset``: hours east of UTC, -12..14 in quarter hours (every zone's offset is one)."""
     try:
@@ -91,12 +105,28 @@ def _flux_planarfit(args: argparse.Namespace) -> int:
 
 def _collector_run(args: argparse.Namespace) -> int:
     from collector import config as collector_config
+    from collector.alarms.service import build_service
     from collector.ingest import Collector
 
-    collector = Collector(collector_config.load(args.config))
+    config = collector_config.load(args.config)
+    collector = Collector(config)
+    alarms = build_service(config)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: collector.stop())
-    return collector.run()  # 1 if a thread died (the service manager restarts it)
+    if alarms is not None:
+        alarms.start()
+    try:
+        return collector.run()  # 1 if a thread died (the service manager restarts it)
+    finally:
+        if alarms is not None:
+            alarms.stop()
+
+
+def _alarms(args: argparse.Namespace) -> int:
+    from collector import config as collector_config
+    from collector.alarms import commands
+
+    return commands.main(collector_config.load(args.config), args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -149,6 +179,38 @@ def build_parser() -> argparse.ArgumentParser:
     crun.add_argument("-c", "--config", required=True,
                       help="collector TOML file (see deploy/examples/collector.toml)")
     crun.set_defaults(func=_collector_run)
+
+    al = sub.add_parser("alarms", help="active alarms, history, acknowledge, silence a station",
+                        description="Station and fleet alarms as the collectors hold them (the broker's retained "
+                                    "state) and their history (InfluxDB). ack and silence go to the leading "
+                                    "collector, which confirms them.")
+    asub = al.add_subparsers(dest="alarms_command", required=True, metavar="COMMAND")
+    alist = asub.add_parser("list", help="active alarms, and those cleared in the last --hours",
+                            description="Active alarms (raised or acknowledged) from the broker, and alarms "
+                                        "cleared in the last --hours from InfluxDB.")
+    alist.add_argument("--active", action="store_true", help="only active alarms")
+    alist.add_argument("--hours", type=float, default=24.0, help="cleared alarms of this many past hours")
+    aack = asub.add_parser("ack", help="acknowledge an alarm: no more reminders; it still clears by itself",
+                           description="Acknowledge the active alarm whose id starts with ID.")
+    aack.add_argument("id", metavar="ID", help="the alarm id (or a unique beginning of it)")
+    aack.add_argument("--by", default=os.environ.get("USER", ""), help="who acknowledges")
+    asil = asub.add_parser("silence", help="a maintenance window: no notifications for a station",
+                           description="Silence a station's notifications for a while (a technician on the "
+                                       "tower). Alarms are still raised, stored and cleared; those still active "
+                                       "when the window ends are notified then. --for 0 ends a silence.")
+    asil.add_argument("--station", required=True)
+    asil.add_argument("--for", dest="duration", required=True, type=_duration_s, metavar="DURATION",
+                      help="e.g. 90m, 2h, 1d (0 ends the silence)")
+    asil.add_argument("--reason", default="", help="shown in the history")
+    asil.add_argument("--by", default=os.environ.get("USER", ""), help="who silences")
+    ahist = asub.add_parser("history", help="every alarm transition from InfluxDB",
+                            description="Every raise, acknowledgement, reminder and clear, oldest first.")
+    ahist.add_argument("--station", help="only this station")
+    ahist.add_argument("--hours", type=float, default=7 * 24.0, help="how far back (default 7 days)")
+    for p in (alist, aack, asil, ahist):
+        p.add_argument("-c", "--config", default="/etc/fluxedge/collector.toml",
+                       help="collector TOML file (default /etc/fluxedge/collector.toml)")
+        p.set_defaults(func=_alarms)
 
     flux = sub.add_parser("flux", help="reprocess raw files into fluxes (EddyPro-compatible)",
                           description="Offline processing of raw high-frequency files.")

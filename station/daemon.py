@@ -79,8 +79,12 @@ class Station:
         prefix, sid = config.mqtt.topic_prefix, config.site.id
         self.flux_topic = messages.topic(prefix, sid, "flux")
         status_topic = messages.topic(prefix, sid, "status")
-        online = messages.status_payload(sid, "online", __version__, config_hash, time.time())
-        offline = messages.status_payload(sid, "offline", __version__, config_hash, time.time())
+        # the instruments' families let the collector's fleet rules pick each one's defaults
+        families = {i.name: i.driver for i in config.instruments} | {m.name: "modbus" for m in config.modbus}
+        online = messages.status_payload(sid, "online", __version__, config_hash, time.time(), site=sid,
+                                         instruments=families)
+        offline = messages.status_payload(sid, "offline", __version__, config_hash, time.time(), site=sid,
+                                          instruments=families)
         self.publisher = Publisher(self.spool, config.mqtt, config.mqtt.client_id or f"fluxedge-station-{sid}",
                                    status_topic, online, offline, keep_acked_s=config.spool.keep_acked_s)
         # slow Modbus met sensors, and diagnostics / alarms / status file (taps the readers' drivers)

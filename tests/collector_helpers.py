@@ -20,12 +20,13 @@ CLI = [sys.executable, "-m", "fluxedge.cli"]
 
 
 def write_config(path: Path, mqtt_port: int, influx_url: str, database: str, prefix: str, client_id: str,
-                 mqtt_extra: str = "", **ingest: object) -> Path:
+                 mqtt_extra: str = "", alarms: str = "", **ingest: object) -> Path:
     ingest_lines = "".join(f"{k} = {v!r}\n" if not isinstance(v, str) else f'{k} = "{v}"\n'
                            for k, v in ingest.items())
     path.write_text(f'[mqtt]\nport = {mqtt_port}\ntopic_prefix = "{prefix}"\n{mqtt_extra}'
                     f'[influxdb]\nurl = "{influx_url}"\napi = 1\ndatabase = "{database}"\ntimeout_s = 5\n'
-                    f'[ingest]\nclient_id = "{client_id}"\n{ingest_lines}')
+                    f'[ingest]\nclient_id = "{client_id}"\n{ingest_lines}'
+                    + (f"[alarms]\n{alarms}" if alarms else ""))
     return path
 
 

@@ -25,7 +25,8 @@ from tests.collector_helpers import Listener, Publisher, influx, start_collector
 
 ACL = SHIPPED_MOSQUITTO / "fluxedge.acl"
 EXAMPLE = SHIPPED_MOSQUITTO.parent / "examples" / "collector.toml"
-ACCOUNTS = {"tower-7": "pw-7", "tower-8": "pw-8", "collector": "pw-c", "monitor": "pw-m"}
+ACCOUNTS = {"tower-7": "pw-7", "tower-8": "pw-8", "collector": "pw-c", "collector-alarms": "pw-a",
+            "operator": "pw-o", "monitor": "pw-m"}
 T = 1_795_341_660.0
 KINDS = ("flux", "met", "diag", "alarm", "status")
 
@@ -62,6 +63,8 @@ def collector_config(tmp_path, broker, db, **ingest):
     shipped = tomllib.loads(EXAMPLE.read_text())["ingest"]
     return write_config(tmp_path / "c.toml", broker.port, db.url, db.database, "fluxedge", shipped["client_id"],
                         mqtt_extra='username = "collector"\npassword = "pw-c"\n', batch_age_s=0.1,
+                        alarms='username = "collector-alarms"\npassword = "pw-a"\n'
+                               'operator_username = "operator"\noperator_password = "pw-o"\n',
                         **{k: v for k, v in shipped.items() if k == "share_group"}, **ingest)
 
 
@@ -86,8 +89,11 @@ def test_stations_publish_only_under_their_own_topics_and_collectors_only_read(t
         assert [(r["station"], r["TA"]) for r in rows] == [("tower-7", 21.5)]
         dead = wait_for(lambda: [p for t, p in monitor.snapshot() if t == "fluxedge/v1/_deadletter"], 10)
         assert len(dead) == 1 and json.loads(dead[0])["topic"] == "fluxedge/v1/tower-7/diag"
-        assert {t for t, _ in monitor.snapshot()} == {"fluxedge/v1/tower-7/met", "fluxedge/v1/tower-7/diag",
-                                                       "fluxedge/v1/_deadletter"}
+        topics = {t for t, _ in monitor.snapshot()}
+        assert {t for t in topics if not t.startswith("fluxedge/v1/_fleet/")} == {
+            "fluxedge/v1/tower-7/met", "fluxedge/v1/tower-7/diag", "fluxedge/v1/_deadletter"}
+        # the alarm service, on its own account, announced itself beside the collector's ingest
+        assert "fluxedge/v1/_fleet/collectors/fluxedge-collector" in topics
         # mosquitto 2.0 grants the wildcard subscription but delivers nothing the ACL does not allow
         assert snoop.granted == ["Granted QoS 1"] and snoop.snapshot() == []
     finally:
@@ -99,7 +105,7 @@ def test_stations_publish_only_under_their_own_topics_and_collectors_only_read(t
 def test_collector_and_monitor_accounts_cannot_publish_as_stations(broker):
     """``pattern write fluxedge/v1/%u/#`` applies to every account: each account of the ACL that is
     not a station must deny itself the topics of a station with its name."""
-    assert acl_users() == ["collector", "monitor"]
+    assert acl_users() == ["collector", "collector-alarms", "operator", "monitor"]
     for user in acl_users():
         for kind in KINDS:  # one connection each: mosquitto may close a connection after a refusal
             pub = Publisher(broker.port, f"as-{user}", user, ACCOUNTS[user])
@@ -115,6 +121,20 @@ def test_collector_and_monitor_accounts_cannot_publish_as_stations(broker):
     pub = station(broker, "tower-7")
     assert all(r in ok for r in pub.send([(m.topic("fluxedge", "tower-7", k), met("tower-7")) for k in KINDS]))
     pub.close()
+    # the fleet's alarm state and commands: the alarm service and the operator only, never a station
+    for user, topic, allowed in (("tower-7", "fluxedge/v1/_fleet/command", False),
+                                 ("tower-7", "fluxedge/v1/_fleet/alarm/tower-8/x/station", False),
+                                 ("collector", "fluxedge/v1/_fleet/command", False),
+                                 ("operator", "fluxedge/v1/_fleet/alarm/tower-8/x/station", False),
+                                 ("operator", "fluxedge/v1/_fleet/command", True),
+                                 ("collector-alarms", "fluxedge/v1/_fleet/events", True)):
+        pub = station(broker, user) if user.startswith("tower") else Publisher(broker.port, f"f-{user}", user,
+                                                                               ACCOUNTS[user])
+        try:
+            (answer,) = pub.send([(topic, b"{}")])
+            assert (answer in ok) == allowed, (user, topic, answer)
+        finally:
+            pub.close()
 
 
 @pytest.mark.parametrize("share_group", [None, secrets.token_hex(16)], ids=["as-shipped", "secret-group"])

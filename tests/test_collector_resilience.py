@@ -244,7 +244,8 @@ def accounts(names):
 
 def shipped_collector_config(path, broker, db):
     return write_config(path, broker.port, db.url, db.database, "fluxedge", "fluxedge-collector",
-                        mqtt_extra=f'username = "collector"\npassword = "{COLLECTOR_PW}"\n', batch_size=200,
+                        mqtt_extra=f'username = "collector"\npassword = "{COLLECTOR_PW}"\n',
+                        alarms="enabled = false\n", batch_size=200,
                         batch_age_s=0.3, retry_max_s=2.0)
 
 

@@ -370,6 +370,10 @@ def test_install_script_is_valid_bash_and_idempotent_in_a_destdir(tmp_path):
         assert (dest / rel).is_file(), rel
     assert (dest / "var/lib/fluxedge").is_dir()
     assert "useradd" in out.stdout and "python3 -m venv /opt/fluxedge/venv" in out.stdout  # printed, not run
+    assert f"pip install -q --upgrade {ROOT}[collector]" in out.stdout  # the collector's notifications
+    node = subprocess.run(["bash", str(script), "--dry-run", "--destdir", str(dest), "--station-only"],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    assert node.returncode == 0 and f"pip install -q --upgrade {ROOT}\n" in node.stdout, node.stdout[-500:]
     (dest / "etc/fluxedge/station.toml").write_text("# edited by the operator\n")
     subprocess.run(["bash", str(script), "--dry-run", "--destdir", str(dest)], check=True, capture_output=True)
     assert (dest / "etc/fluxedge/station.toml").read_text() == "# edited by the operator\n"  # configs kept

@@ -66,6 +66,8 @@ DATA_KINDS = ("flux", "met", "diag", "alarm")
 BATCH_KINDS = ("met", "diag", "alarm")
 ALARM_STATES = ("raised", "cleared")
 ALARM_SEVERITIES = ("warning", "critical")
+#: instrument families a station names in its status (firmware_bridge.families; a test keeps them equal)
+INSTRUMENT_FAMILIES = ("csat3", "csat3b", "windmaster", "li7500", "li7200", "li7700", "modbus")
 #: source and alarm names
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
@@ -330,10 +332,17 @@ def encode_batch(kind: str, station: str, records: list) -> bytes:
                       separators=(",", ":"), allow_nan=False).encode()
 
 
-def status_payload(station: str, state: str, version: str, config_hash: str, time_s: float) -> bytes:
-    return json.dumps({"schema": SCHEMA_VERSION, "kind": "status", "station": station, "state": state,
-                       "version": version, "config_hash": config_hash, "time": _iso(int(time_s))},
-                      separators=(",", ":")).encode()
+def status_payload(station: str, state: str, version: str, config_hash: str, time_s: float,
+                   site: str | None = None, instruments: dict[str, str] | None = None) -> bytes:
+    """The retained status; ``site`` (the site id) and ``instruments`` (name -> family, one of
+    :data:`INSTRUMENT_FAMILIES`) let the collector's fleet rules pick each instrument's defaults."""
+    doc = {"schema": SCHEMA_VERSION, "kind": "status", "station": station, "state": state,
+           "version": version, "config_hash": config_hash, "time": _iso(int(time_s))}
+    if site is not None:
+        doc["site"] = site
+    if instruments:
+        doc["instruments"] = dict(instruments)
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _reject_constant(name: str) -> float:

@@ -1,0 +1,1 @@
+"""Fleet alarms on the collector: rules, state, notifications."""
