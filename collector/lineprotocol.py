@@ -58,8 +58,14 @@ def escape_tag(value: str) -> str:
 
 
 
-def _ms(time_s: float) -> int:
+def time_ms(time_s: float) -> int:
+    """Unix seconds -> the millisecond time stamp of a point (the writers use precision=ms)."""
     return round(time_s * 1000)
+
+
+def string_field(value: str) -> str:
+    """A string field value, quoted, stored exactly as ``value``."""
+    return '"' + value.translate(_STRING_ESCAPES) + '"'
 
 
 def _fields(values: dict[str, float | None]) -> str:
@@ -76,12 +82,12 @@ def flux_line(record: FluxRecord) -> str | None:
 
 def met_lines(station: str, records: list[MetRecord]) -> list[str]:
     head = f"met,station={escape_tag(station)} "
-    return [f"{head}{fields} {_ms(r.time)}" for r in records if (fields := _fields(r.values))]
+    return [f"{head}{fields} {time_ms(r.time)}" for r in records if (fields := _fields(r.values))]
 
 
 def diag_lines(station: str, records: list[DiagRecord]) -> list[str]:
     head = f"diag,station={escape_tag(station)},source="
-    return [f"{head}{escape_tag(r.source)} {fields} {_ms(r.time)}" for r in records
+    return [f"{head}{escape_tag(r.source)} {fields} {time_ms(r.time)}" for r in records
             if (fields := _fields(r.values))]
 
 
@@ -91,8 +97,8 @@ def alarm_lines(station: str, records: list[AlarmEvent]) -> list[str]:
     for r in records:
         value = "" if r.value is None else f",value={r.value!r}"
         lines.append(f'{head}{escape_tag(r.source)},alarm={escape_tag(r.alarm)} state="{r.state}",'
-                     f'severity="{r.severity}",message="{r.message.translate(_STRING_ESCAPES)}"{value} '
-                     f"{_ms(r.time)}")
+                     f'severity="{r.severity}",message={string_field(r.message)}{value} '
+                     f"{time_ms(r.time)}")
     return lines
 
 

@@ -18,6 +18,9 @@ configure_numeric_process()
 
 from fluxedge import __version__  # noqa: E402
 
+#: libraries of the optional extras (pyproject.toml) -> the extra that installs them
+OPTIONAL_EXTRAS = {"apprise": "collector"}
+
 
 def _station_run(args: argparse.Namespace) -> int:
     from station import config as station_config
@@ -334,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         print(f"fluxedge: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in OPTIONAL_EXTRAS:
+            raise
+        print(f"fluxedge: error: this command needs {exc.name}: pip install 'fluxedge[{OPTIONAL_EXTRAS[exc.name]}]'",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

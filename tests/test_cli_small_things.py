@@ -2,6 +2,7 @@
 header-only CSV from a failed ``flux process``, ``-v`` refused after the subcommand, hidden defaults."""
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,15 @@ def test_every_option_shows_its_default():
     text = fluxedge("flux", "process", "--help").stdout
     assert "default: vickers_mahrt" in text and "default: double" in text and "default: kljun_2004" in text
     assert "(default: 3.0)" in fluxedge("station", "check", "--help").stdout
+
+
+def test_a_collector_without_its_extra_says_what_to_install(tmp_path):
+    """apprise is the [collector] extra: without it, one line naming the install, no traceback."""
+    (tmp_path / "apprise.py").write_text('raise ModuleNotFoundError("No module named apprise", name="apprise")\n')
+    config = tmp_path / "collector.toml"
+    config.write_text('[mqtt]\nport = 1883\n[influxdb]\nurl = "http://127.0.0.1:8086"\ndatabase = "x"\n')
+    proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "collector", "run", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "fluxedge: error: this command needs apprise: pip install 'fluxedge[collector]'"

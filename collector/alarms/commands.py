@@ -16,9 +16,9 @@ import time
 from datetime import UTC, datetime
 
 from collector.alarms.model import Alarm, Silence
-from collector.alarms.service import fleet_topic
 from collector.config import CollectorConfig, operator_mqtt
 from collector.query import QueryError, influxql
+from fluxedge.common.messages import fleet_topic
 from fluxedge.common.mqttclient import describe_error, make_client
 
 CONFIRM_S = 10.0
@@ -34,7 +34,8 @@ class _Watch:
         self.prefix = config.mqtt.topic_prefix
         self.alarms: dict[str, Alarm] = {}
         self.silences: dict[str, Silence] = {}
-        self.leaders: set[str] = set()
+        #: collectors whose alarm service is connected (their retained presence)
+        self.collectors: set[str] = set()
         self.changed = threading.Condition()
         self.last_message = time.monotonic()
         self.ready = threading.Event()
@@ -62,7 +63,7 @@ class _Watch:
                 elif levels[0] == "silence" and len(levels) == 2 and message.payload:
                     self.silences[levels[1]] = Silence.from_json(message.payload)
                 elif levels[0] == "collectors" and len(levels) == 2:
-                    (self.leaders.add if message.payload else self.leaders.discard)(levels[1])
+                    (self.collectors.add if message.payload else self.collectors.discard)(levels[1])
             except (ValueError, TypeError, KeyError):
                 pass
             self.changed.notify_all()
@@ -85,8 +86,14 @@ class _Watch:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def command(self, doc: dict) -> None:
+    def command(self, doc: dict) -> bool:
+        """Send ``doc`` to the leading collector; False (and one line on stderr) if none is present."""
+        if not self.collectors:
+            print("fluxedge: error: no collector with [alarms] enabled is connected to the broker "
+                  "('fluxedge collector run')", file=sys.stderr)
+            return False
         self.client.publish(fleet_topic(self.prefix, "command"), json.dumps(doc).encode(), qos=1).wait_for_publish(5)
+        return True
 
     def wait(self, predicate, timeout_s: float = CONFIRM_S) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -154,7 +161,8 @@ def cmd_ack(config: CollectorConfig, ident: str, by: str) -> int:
         if alarm.state == "acknowledged":
             print(f"{alarm.id} was already acknowledged by {alarm.acked_by or '?'} at {_utc(alarm.acked_s)} UTC")
             return 0
-        watch.command({"op": "ack", "id": alarm.id, "by": by})
+        if not watch.command({"op": "ack", "id": alarm.id, "by": by}):
+            return 1
         ok = watch.wait(lambda: (a := watch.alarms.get(alarm.key.text())) is None or a.state == "acknowledged")
     finally:
         watch.close()
@@ -170,7 +178,8 @@ def cmd_silence(config: CollectorConfig, station: str, duration_s: float, by: st
     watch = _Watch(config)
     watch.open()
     try:
-        watch.command({"op": "silence", "station": station, "until_s": until, "by": by, "reason": reason})
+        if not watch.command({"op": "silence", "station": station, "until_s": until, "by": by, "reason": reason}):
+            return 1
         ok = watch.wait(lambda: (s := watch.silences.get(station)) is not None and abs(s.until_s - until) < 1e-3)
     finally:
         watch.close()

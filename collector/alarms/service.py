@@ -28,56 +28,48 @@ from collections.abc import Callable
 from collector.alarms.model import Alarm, Silence, Transition
 from collector.alarms.notify import DeliveryRecord, Notice, Notifier
 from collector.alarms.tracker import FleetTracker
-from collector.lineprotocol import escape_tag
+from collector.lineprotocol import escape_tag, string_field, time_ms
 from fluxedge.common import messages
 from fluxedge.common.logs import event
+from fluxedge.common.messages import fleet_topic
 from fluxedge.common.mqttclient import make_client
 from fluxedge.common.mqttconfig import MqttConfig
 
 log = logging.getLogger("collector.alarms")
 
 
-def fleet_topic(prefix: str, *levels: str) -> str:
-    return "/".join((f"{prefix}/v{messages.SCHEMA_VERSION}/_fleet", *levels))
-
-
-def _str_field(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def transition_line(t: Transition) -> str:
     a = t.alarm
     tags = (f"alarm_event,station={escape_tag(a.key.station)},rule={escape_tag(a.key.rule)},"
             f"source={escape_tag(a.key.source)},origin={a.origin}")
-    fields = [f"id={_str_field(a.id)}", f"state={_str_field(t.kind)}", f"severity={_str_field(a.severity)}",
-              f"what={_str_field(a.what[:500])}", f"notified={'true' if t.notify else 'false'}"]
+    fields = [f"id={string_field(a.id)}", f"state={string_field(t.kind)}", f"severity={string_field(a.severity)}",
+              f"what={string_field(a.what[:500])}", f"notified={'true' if t.notify else 'false'}"]
     if a.value is not None:
         fields.append(f"value={float(a.value)!r}")
     if a.site:
-        fields.append(f"site={_str_field(a.site)}")
+        fields.append(f"site={string_field(a.site)}")
     if a.acked_by:
-        fields.append(f"by={_str_field(a.acked_by)}")
-    return f"{tags} {','.join(fields)} {round(t.time_s * 1000)}"
+        fields.append(f"by={string_field(a.acked_by)}")
+    return f"{tags} {','.join(fields)} {time_ms(t.time_s)}"
 
 
 def state_line(station: str, state: str, time_s: float) -> str:
-    return f"station_state,station={escape_tag(station)} state={_str_field(state)},online={state == 'online'} " \
-           f"{round(time_s * 1000)}"
+    return f"station_state,station={escape_tag(station)} state={string_field(state)},online={state == 'online'} " \
+           f"{time_ms(time_s)}"
 
 
 def delivery_line(r: DeliveryRecord) -> str:
-    fields = [f"ok={'true' if r.ok else 'false'}", f"attempt={r.attempt}i", f"kind={_str_field(r.kind)}",
-              f"scheme={_str_field(r.scheme)}"]
+    fields = [f"ok={'true' if r.ok else 'false'}", f"attempt={r.attempt}i", f"kind={string_field(r.kind)}",
+              f"scheme={string_field(r.scheme)}"]
     if r.error:
-        fields.append(f"error={_str_field(r.error[:300])}")
+        fields.append(f"error={string_field(r.error[:300])}")
     return (f"notification,alarm_id={escape_tag(r.alarm_id)},route={escape_tag(r.route)},url={r.url_index} "
-            f"{','.join(fields)} {round(r.time_s * 1000)}")
+            f"{','.join(fields)} {time_ms(r.time_s)}")
 
 
 def notice_for(t: Transition) -> Notice:
     a = t.alarm
-    kind = {"raised": "raised", "cleared": "cleared", "reminder": "reminder"}[t.kind]
-    return Notice(kind=kind, alarm_id=a.id, rule=a.key.rule, severity=a.severity, station=a.key.station,
+    return Notice(kind=t.kind, alarm_id=a.id, rule=a.key.rule, severity=a.severity, station=a.key.station,
                   site=a.site, source=a.key.source, since_s=a.raised_s, time_s=t.time_s, what=a.what, check=a.check,
                   last_values=dict(a.last_values), origin=a.origin)
 
@@ -142,8 +134,10 @@ class AlarmService:
             doc = json.loads(payload) if payload else {}
             state = doc.get("state")
             if state in ("online", "offline") and doc.get("station") == station:
+                before = self.tracker.stations.get(station)
+                changed = before is None or before.online != (state == "online")
                 self.tracker.on_status(station, state, now, site=doc.get("site"), families=doc.get("instruments"))
-                if self.is_leader():
+                if changed and self.is_leader():  # a retained status delivered again is no change
                     self._pending_lines.append(state_line(station, state, now))
             return
         decoded = messages.decode(self.prefix, topic, payload)
@@ -250,7 +244,6 @@ class AlarmService:
             self._thread.join(timeout=5)
         if self.notifier is not None:
             self.notifier.stop(timeout_s=10.0)
-        self.tick_s = 0
         try:
             self.tick()
         except Exception:

@@ -129,12 +129,13 @@ class FleetTracker:
             signal = r.values.get("SIGNAL_MEAN")
             if signal is not None and math.isfinite(signal):
                 hours = v.signal_hours.setdefault(r.source, {})
-                cell = hours.setdefault(int(r.time // HOUR_S), [0.0, 0])
-                cell[0] += signal
-                cell[1] += 1
-                oldest = int((r.time - 30 * DAY_S) // HOUR_S)
-                for h in [h for h in hours if h < oldest]:
-                    del hours[h]
+                hour = int(r.time // HOUR_S)
+                if hour not in hours:  # a new hour: the month-old ones go
+                    hours[hour] = [0.0, 0]
+                    for old in [h for h in hours if h < hour - 30 * 24]:
+                        del hours[old]
+                hours[hour][0] += signal
+                hours[hour][1] += 1
 
     def on_station_alarm(self, station: str, events: list[AlarmEvent], now: float) -> list[Transition]:
         """The station's own raised/cleared events, as alarms of origin "station"."""

@@ -8,6 +8,8 @@ Topics (``PREFIX`` defaults to ``fluxedge``)::
     PREFIX/v1/STATION/alarm    a batch of alarm transitions (raised / cleared), QoS 1, not retained
     PREFIX/v1/STATION/status   retained; "online" on connect, "offline" as the last will
     PREFIX/v1/_deadletter      the collector's rejects: {"reason", "topic", "payload"}
+    PREFIX/v1/_fleet/...       the collectors' own: alarm state, presence, silences, commands
+                               (collector/alarms/service.py)
 
 Payloads are UTF-8 JSON objects (at most :data:`MAX_PAYLOAD_BYTES`) with ``schema`` (= 1),
 ``kind`` (the topic's last level) and ``station`` (= the topic's station level). A flux payload::
@@ -191,6 +193,12 @@ def subscription(prefix: str, kind: str) -> str:
 
 def deadletter_topic(prefix: str) -> str:
     return f"{prefix}/v{SCHEMA_VERSION}/_deadletter"
+
+
+def fleet_topic(prefix: str, *levels: str) -> str:
+    """``PREFIX/v1/_fleet/LEVEL/...``: the collectors' alarm state, presence, silences and commands
+    (no station id starts with "_", so no station's topics or ACL pattern reach them)."""
+    return "/".join((f"{prefix}/v{SCHEMA_VERSION}/_fleet", *levels))
 
 
 def _iso(epoch_s: int) -> str:
