@@ -22,7 +22,8 @@ blocks what follows.
 
 Under systemd (``Type=notify``, ``WatchdogSec``) the main thread says READY once both threads run,
 WATCHDOG=1 every half watchdog interval (at most every second) only while both threads are alive
-and the writer has come round its loop or attempted a write within ``writer_hung_s``, and
+and the writer has come round its loop or attempted a write within ``writer_hung_s`` (and, with
+``[alarms]``, while the alarm service's threads run and it is not hung: ``health_checks``), and
 STOPPING=1 on the way out. Once unhealthy the collector stops pinging, logs why and exits with
 status 1 (systemd restarts it; nothing unacknowledged is lost: the broker delivers it again).
 """
@@ -33,6 +34,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from paho.mqtt.packettypes import PacketTypes
@@ -90,6 +92,8 @@ class Collector:
         self._writer_beat = time.monotonic()
         #: why a thread died, once one has
         self.failure: str | None = None
+        #: more health checks, each () -> problem or None (the alarm service adds its own)
+        self.health_checks: list[Callable[[], str | None]] = []
 
     def subscriptions(self) -> list[str]:
         group = self.config.ingest.share_group
@@ -200,9 +204,14 @@ class Collector:
         return status
 
     def health_problem(self) -> str | None:
-        """None while paho's network thread and the writer thread run and the writer is not hung."""
+        """None while paho's network thread and the writer thread run, the writer is not hung and
+        every added check (:attr:`health_checks`, e.g. the alarm service's) says None."""
         if self.failure is not None:
             return self.failure
+        for check in self.health_checks:
+            problem = check()
+            if problem is not None:
+                return problem
         if self._network is not None and not self._network.is_alive():
             return "MQTT network thread ended"
         if self._writer is None or not self._writer.is_alive():

@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -29,7 +30,7 @@ import numpy as np
 from firmware_bridge import uart
 from firmware_bridge.device import Device
 from firmware_bridge.families import family
-from firmware_bridge.faults import PER_FRAME, Fault, active_condition
+from firmware_bridge.faults import PER_FRAME, TRANSDUCER_NOISE_M_S, Fault, active_condition
 from firmware_bridge.turbulence import TurbulenceModel, observe
 
 TCP_CLIENT_BUFFER_BYTES = 1 << 16
@@ -229,6 +230,8 @@ class EmulatedInstrument:
         self.injected: Counter[str] = Counter()
         self.frames_sent = 0
         self._lock = threading.Lock()
+        #: the ``transducer_noise`` fault applies to sonics (the family module's ROLE)
+        self.is_sonic = getattr(sys.modules.get(type(device).__module__), "ROLE", None) == "sonic"
 
     def inject(self, kind: str, t_s: float, duration_s: float = float("inf"), probability: float = 1.0) -> None:
         """Start a fault now (``t_s`` in emulator time); used by tests and the interactive CLI."""
@@ -285,6 +288,9 @@ class EmulatedInstrument:
         if self._active("silence", t_s) or not self.device.streaming:
             return
         per_frame = {kind: f for kind in PER_FRAME if (f := self._active(kind, t_s))}
+        if self.is_sonic and self._active("transducer_noise", t_s):
+            obs = {**obs, "w": obs["w"] + self.rng.normal(0.0, TRANSDUCER_NOISE_M_S, len(obs["w"]))}
+            self.injected["transducer_noise"] += len(obs["w"])
         frames = self.device.frames(obs, first_index)
         if per_frame:
             frames = self._damage(frames, per_frame)

@@ -118,6 +118,7 @@ def _collector_run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: collector.stop())
     if alarms is not None:
         alarms.start()
+        collector.health_checks.append(alarms.health_problem)  # the watchdog covers the alarm thread too
     try:
         return collector.run()  # 1 if a thread died (the service manager restarts it)
     finally:

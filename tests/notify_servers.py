@@ -22,11 +22,13 @@ def free_port() -> int:
 
 
 class Hook(ThreadingHTTPServer):
-    """A JSON webhook: answers each POST with the next of ``statuses`` (then 200), keeps them all."""
+    """A JSON webhook: answers each POST with the next of ``statuses`` (then 200), keeps them all;
+    ``delay_s`` holds each answer back (a slow or hanging endpoint)."""
 
-    def __init__(self, statuses=()) -> None:
+    def __init__(self, statuses=(), delay_s: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _HookHandler)
         self.statuses = list(statuses)
+        self.delay_s = delay_s
         self.posts: list[tuple[float, str, int, dict]] = []  # (monotonic time, path, status, body)
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
@@ -48,6 +50,7 @@ class Hook(ThreadingHTTPServer):
 class _HookHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        time.sleep(self.server.delay_s)
         with self.server.lock:
             status = self.server.statuses.pop(0) if self.server.statuses else 200
             self.server.posts.append((time.monotonic(), self.path, status, body))

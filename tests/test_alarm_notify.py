@@ -32,8 +32,8 @@ def notice(**changes) -> Notice:
 def hook():
     servers = []
 
-    def make(statuses=()) -> Hook:
-        servers.append(Hook(statuses))
+    def make(statuses=(), delay_s=0.0) -> Hook:
+        servers.append(Hook(statuses, delay_s))
         return servers[-1]
 
     yield make
@@ -209,6 +209,22 @@ def test_a_url_in_backoff_holds_back_only_itself(hook):
     assert time.monotonic() - started < 1.0  # not behind the dead URL's 2 x 1 s of backoff
     assert not notifier.wait_idle(0)
     notifier.stop(timeout_s=0.2)
+
+
+def test_a_slow_url_holds_back_only_itself(hook):
+    """A webhook that takes 2 s to answer (or a mail server apprise throttles to one message per
+    5.5 s) does not delay the other URL of the same route."""
+    slow, good = hook(delay_s=2.0), hook()
+    notifier = Notifier([route("both", [f"json://127.0.0.1:{slow.port}/hook", f"json://127.0.0.1:{good.port}/hook"])])
+    notifier.start()
+    started = time.monotonic()
+    notifier.submit(notice(alarm_id="cccc0001"))
+    notifier.submit(notice(alarm_id="cccc0002"))
+    while len(good.accepted()) < 2 and time.monotonic() < started + 10:
+        time.sleep(0.01)
+    assert len(good.accepted()) == 2 and time.monotonic() - started < 1.0
+    assert notifier.wait_idle(10) and [p["title"] for p in slow.accepted()] == [p["title"] for p in good.accepted()]
+    notifier.stop(timeout_s=1)
 
 
 def test_stop_gives_up_within_its_timeout(caplog):

@@ -290,6 +290,40 @@ def test_watchdog_pings_stop_and_the_collector_exits_when_a_write_hangs(tmp_path
         server.close()
 
 
+def test_the_watchdog_covers_the_alarm_thread(tmp_path, mosquitto, notify_socket):
+    """With ``[alarms]``, the alarm thread's write of a station's state never returns (the ingest
+    writer, with nothing to write, stays healthy): the pings stop, ``collector_failed`` names the
+    hung alarm thread, exit status 1."""
+    path, sock = notify_socket
+    server = _TricklingServer()
+    config = write_config(tmp_path / "c.toml", mosquitto.port, server.url, "ahang", "ahang", "ahang-collector",
+                          alarms="tick_s = 0.2\nsettle_s = 0.5\n", retry_min_s=0.1, retry_max_s=0.5,
+                          writer_hung_s=4.0, metrics_interval_s=3600.0)
+    config.write_text(config.read_text().replace("timeout_s = 5", "timeout_s = 1"))
+    log = tmp_path / "collector.log"
+    proc = _run_collector(config, log, path)
+    station = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ahang-station", protocol=mqtt.MQTTv5)
+    station.connect("127.0.0.1", mosquitto.port)
+    station.loop_start()
+    try:
+        got = _datagrams(sock, lambda g: len(g) >= 3)  # READY and pings: healthy before any write
+        assert got[0][1].startswith("READY=1") and got[-1][1] == "WATCHDOG=1"
+        # a station comes online: the leader stores its state, and that write hangs
+        station.publish("ahang/v1/tower-9/status", b'{"state":"online","station":"tower-9"}', qos=1,
+                        retain=True).wait_for_publish(5)
+        got += _datagrams(sock, lambda g: bool(g) and g[-1][1] == "STOPPING=1", limit_s=60)
+        assert got[-1][1] == "STOPPING=1" and proc.wait(30) == 1
+        text = log.read_text()
+        assert "collector_failed" in text and "alarm thread hung" in text and "Traceback" not in text, text[-2000:]
+        assert server.requests >= 1
+    finally:
+        station.publish("ahang/v1/tower-9/status", b"", qos=1, retain=True).wait_for_publish(5)
+        station.loop_stop()
+        station.disconnect()
+        stop(proc)
+        server.close()
+
+
 def test_the_collector_unit_is_notify_with_a_watchdog():
     unit = (ROOT / "deploy/systemd/fluxedge-collector.service").read_text()
     for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=always",

@@ -38,16 +38,20 @@ class Retained:
     def __init__(self, port: int, prefix: str) -> None:
         self.lock = threading.Lock()
         self.alarms: dict[str, dict] = {}
+        self.station_alarm_messages = 0  # the stations' own alarm messages (raised/cleared events)
         self.prefix = prefix
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{prefix}", protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/v1/_fleet/alarm/#", 1)
+        self.client.on_connect = lambda c, *_: c.subscribe([(f"{prefix}/v1/_fleet/alarm/#", 1),
+                                                            (f"{prefix}/v1/+/alarm", 1)])
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
     def _on_message(self, client, userdata, msg) -> None:
         with self.lock:
-            if msg.payload:
+            if not msg.topic.startswith(f"{self.prefix}/v1/_fleet/"):
+                self.station_alarm_messages += 1
+            elif msg.payload:
                 self.alarms[msg.topic] = json.loads(msg.payload)
             else:
                 self.alarms.pop(msg.topic, None)
@@ -142,6 +146,7 @@ def test_faults_on_a_real_station_reach_people_once_each(tmp_path, mosquitto, in
     smtp, hook = notify_servers
     prefix, station_id = "fa1", "mangrove-01"
     db = influx(influxd.port, "alarms1")
+    # qc_flag2_share: 5 % of healthy 10 s periods flag 2 here, so 4 of 5 by chance is ~3e-5 per window
     rules = """[[alarms.rule]]
 name = "station_offline"
 threshold = 20.0
@@ -154,6 +159,11 @@ threshold = 2.5
 name = "li7500_window_dirty"
 raise_after_s = 2.0
 clear_after_s = 2.0
+[[alarms.rule]]
+name = "qc_flag2_share"
+threshold = 70.0
+window_s = 55.0
+min_points = 4
 """
     ccfg = collector_toml(tmp_path / "collector.toml", mosquitto.port, f"http://127.0.0.1:{influxd.port}", "alarms1",
                           prefix, "fa1-collector", smtp, hook, rules)
@@ -185,6 +195,18 @@ clear_after_s = 2.0
         states = [r["state"] for r in events(db, "li7500_window_dirty")]
         assert states == ["raised", "cleared"], states
 
+        # a failing transducer pair on the sonic: noise on w, the periods fail the ITC test (QC flag 2)
+        assert retained.find("qc_flag2_share") == []
+        sonic.inject("transducer_noise", emu.t_s)
+        wait_for(lambda: told(smtp, hook, "qc flag2 share") == (1, 1), "QC-2 mail and POST", 90, station, collector)
+        (alarm,) = retained.find("qc_flag2_share")
+        assert alarm["value"] > 70 and alarm["last_values"]["PERIODS"] >= 4, alarm
+        sonic.clear(emu.t_s)
+        wait_for(lambda: told(smtp, hook, "[CLEARED] mangrove-01: qc flag2 share") == (1, 1), "QC-2 cleared", 90,
+                 station, collector)
+        flags = influxql(db, "SELECT H_SSITC_TEST FROM flux")
+        assert any(r["H_SSITC_TEST"] == 2 for r in flags) and flags[-1]["H_SSITC_TEST"] < 2, flags
+
         # the sonic falls silent: the station raises its own alarm, and the fleet sees no fluxes
         sonic.inject("silence", emu.t_s)
         wait_for(lambda: told(smtp, hook, "no flux") == (1, 1), "no-flux mail", 60, station, collector)
@@ -198,6 +220,7 @@ clear_after_s = 2.0
                  "silent cleared", 30, station, collector)
 
         # the station is killed: its last will says offline, the alarm follows within the rule's time
+        sent_before_kill = retained.station_alarm_messages
         os.killpg(station.pid, signal.SIGKILL)
         station.wait()
         killed = time.monotonic()
@@ -209,9 +232,15 @@ clear_after_s = 2.0
         station = start([*CLI, "station", "run", "-c", str(scfg)], tmp_path / "station.log")
         wait_for(lambda: told(smtp, hook, "[CLEARED] mangrove-01: station offline") == (1, 1), "back online", 40,
                  station, collector)
+        # killed within keep_acked_s of their PUBACKs, the station sends its alarm events again (at
+        # least once): a repeat is no new alarm
+        wait_for(lambda: retained.station_alarm_messages >= 2 * sent_before_kill, "the alarm events again", 60,
+                 station, collector)
         time.sleep(2)
         # exactly once each, over the whole run
-        for text in ("window dirty", "no flux", "instrument silent", "station offline"):
+        for rule in ("li7500_window_dirty", "qc_flag2_share", "no_flux", "instrument_silent", "station_offline"):
+            assert [r["state"] for r in events(db, rule)] == ["raised", "cleared"], rule
+        for text in ("window dirty", "qc flag2 share", "no flux", "instrument silent", "station offline"):
             assert told(smtp, hook, text) == (2, 2), (text, titles(smtp))
         delivered = influxql(db, "SELECT count(ok) FROM notification WHERE ok = true")
         assert delivered[0]["count"] == len(titles(smtp)) + len(posts(hook))
@@ -350,7 +379,7 @@ min_points = 2
 name = "spool_backlog"
 threshold = 15.0
 clear_at = 5.0
-raise_after_s = 0.0
+raise_after_s = 3.0
 [[alarms.rule]]
 name = "disk_low"
 threshold = 40.0

@@ -78,6 +78,9 @@ def test_qc_flag2_share_with_hysteresis():
         tr.on_flux(flux("m1", t, qc=2.0 if i % 10 < 6 else 0.0), t)
     (raised,) = tr.evaluate(t)
     assert raised.alarm.value == pytest.approx(60.0)
+    for end in (t - 1800, t):  # periods sent again (a station restarted before keep_acked_s): counted once
+        tr.on_flux(flux("m1", end, qc=0.0), t + 1)
+    assert tr.evaluate(t + 1) == [] and tr.active()[0].value == pytest.approx(60.0)
     for _ in range(2):  # 40 % > clear_at 30 %: stays raised
         t += 1800
         tr.on_flux(flux("m1", t, qc=0.0), t)
@@ -146,6 +149,20 @@ def test_spool_backlog_disk_and_clock_offset():
     assert "ahead of" in got["clock_offset"].alarm.what
 
 
+def test_a_redelivered_old_diag_record_does_not_bring_back_an_old_value():
+    tr = FleetTracker([rule("disk_low", raise_after_s=0.0, clear_after_s=0.0)])
+    diag_station(tr, T0 + 60, T0 + 60, DISK_FREE_MB=500.0)
+    assert [x.kind for x in tr.evaluate(T0 + 61)] == ["raised"]
+    diag_station(tr, T0 + 120, T0 + 120, DISK_FREE_MB=5000.0)
+    assert [x.kind for x in tr.evaluate(T0 + 121)] == ["cleared"]
+    diag_station(tr, T0 + 60, T0 + 300, DISK_FREE_MB=500.0)  # the spool sends it again after a restart
+    assert tr.evaluate(T0 + 301) == []
+    # a station whose clock ran 10 min fast, put right: its records step back, and count
+    diag_station(tr, T0 + 1000, T0 + 400, DISK_FREE_MB=5000.0)
+    diag_station(tr, T0 + 460, T0 + 460, DISK_FREE_MB=500.0)
+    assert [x.kind for x in tr.evaluate(T0 + 461)] == ["raised"]
+
+
 def test_flapping_is_suppressed_and_clears_only_after_a_quiet_window():
     tr = FleetTracker([rule("disk_low", raise_after_s=0.0, clear_after_s=0.0, flap_max=3, flap_window_s=3600.0)])
     t, sent = T0, []
@@ -191,6 +208,14 @@ def test_station_alarms_share_the_model_and_a_restored_alarm_does_not_refire():
     cleared = replace(ev, time=T0 + 50, state="cleared")
     (c,) = tr.on_station_alarm("m1", [cleared], T0 + 51)
     assert c.kind == "cleared" and c.alarm.id == t.alarm.id
+    # the spool delivers at least once: the raise and its clearing again are no new alarm
+    assert tr.on_station_alarm("m1", [ev, cleared], T0 + 60) == []
+    assert tr.on_station_alarm("m1", [ev, cleared], T0 + 1000) == []  # and again, long after
+    later = replace(ev, time=T0 + 1100 + 600)  # a station clock 10 min fast
+    assert [x.kind for x in tr.on_station_alarm("m1", [later], T0 + 1101)] == ["raised"]
+    # put right: its next event steps back, and counts
+    back = replace(ev, time=T0 + 1130, state="cleared")
+    assert [x.kind for x in tr.on_station_alarm("m1", [back], T0 + 1131)] == ["cleared"]
     # restart: the retained state comes back, nothing fires again
     diag_station(tr, T0, T0, DISK_FREE_MB=500.0)
     (raised,) = tr.evaluate(T0)

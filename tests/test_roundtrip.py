@@ -176,6 +176,13 @@ def test_fault_and_recovery(harness, name, kind):
         assert not h.inst.port.up
         h.emit(1)  # the device reappears (a new pty behind the same path)
         h.wait(lambda: h.driver.connected, "driver did not re-open after the device reappeared")
+    elif kind == "transducer_noise":
+        assert delta["frames_ok"] == n_fault  # intact frames carrying wrong values
+        if fam.ROLE == "sonic":
+            w = h.columns()["w"][-n_fault:]
+            assert hits == n_fault and np.nanstd(w) > 0.7, (hits, np.nanstd(w))  # sigma_w 0.35 without it
+        else:
+            assert hits == 0  # a gas analyser has no transducer pair
     elif kind == "wrong_baud":
         if h.inst.port.kind == "tcp":
             assert delta["frames_ok"] == n_fault  # no baud rate on a socket: no effect
@@ -196,6 +203,8 @@ def test_fault_and_recovery(harness, name, kind):
         # a gap at the end of the fault shows when the next frame arrives, hence checked here
         missed = h.driver.parser.stats.samples_missed - stats0["samples_missed"]
         assert missed == hits, f"{hits} records dropped, parser counted {missed} missed"
+    if kind == "transducer_noise" and fam.ROLE == "sonic":
+        assert np.nanstd(h.columns()["w"][-30:]) < 0.6
     if kind in CONDITIONS:
         tail = {k: v[-25:] for k, v in h.columns().items()}
         assert np.all(fam.valid(tail)), f"{kind} flags did not clear"

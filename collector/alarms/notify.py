@@ -3,9 +3,11 @@
 A :class:`Notice` (an alarm raised, cleared or still active) becomes plain text a technician can
 act on (:func:`render`) and goes to every :class:`NotifyRoute` (one ``[[alarms.notify]]`` table)
 that matches it: each URL of a route on its own, with retries (doubling backoff) and one
-:class:`DeliveryRecord` per attempt. :class:`Notifier` queues notices for one worker thread, so the
-alarm engine never waits on the network. Each URL has its own queue, delivered in order: a URL in
-backoff (mail server down) holds back only itself, never the other routes.
+:class:`DeliveryRecord` per attempt. :class:`Notifier` queues notices for one worker thread per URL,
+so the alarm engine never waits on the network. Each URL has its own queue, delivered in order: a
+URL that is slow (a mail server timing out; apprise waits 5.5 s between two messages to one
+service, its guard against flooding it) or in backoff (mail server down) holds back only itself,
+never the other URLs and routes.
 
 URLs hold secrets (passwords, bot tokens, webhook keys): no problem text, record or log line of
 this module quotes a URL or a part of one that may be secret.
@@ -344,7 +346,6 @@ class _Destination:
         self.apprise.add(plugin)
         self.jobs: deque[_Job] = deque()
         self.due = 0.0  # time.monotonic() when the head job may be attempted
-        self.turn = 0  # when it was last served, for round robin
 
 
 def _failure_reason(result: Any) -> str:
@@ -358,7 +359,7 @@ def _failure_reason(result: Any) -> str:
 
 
 class Notifier:
-    """Delivers notices to the matching routes: queued for one worker thread (:meth:`submit`) or
+    """Delivers notices to the matching routes: queued for a worker thread per URL (:meth:`submit`) or
     at once (:meth:`deliver`). Each URL is retried on its own, from ``retry_min_s`` doubling up to
     ``retry_max_s`` [s], ``attempts`` attempts in all; ``record`` hears of every attempt."""
 
@@ -386,18 +387,27 @@ class Notifier:
         self._stopping = False
         self._stopped = False
         self._in_flight = 0
-        self._turns = 0
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # -- the queue and its worker
 
     def start(self) -> None:
-        """Start the worker thread (a daemon) that delivers what :meth:`submit` queues."""
+        """Start one worker thread (a daemon) per URL, delivering what :meth:`submit` queues."""
         with self._cond:
-            if self._thread is not None or self._stopping:
+            if self._threads or self._stopping:
                 raise RuntimeError("the notifier was started already")
-            self._thread = threading.Thread(target=self._run, name="alarm-notifier", daemon=True)
-        self._thread.start()
+            self._threads = [threading.Thread(target=self._run, args=(d,), name=f"notify-{d.route.name}-{d.index}",
+                                              daemon=True) for d in self._all]
+        for thread in self._threads:
+            thread.start()
+
+    def health_problem(self) -> str | None:
+        """None while every URL's worker runs (once started, until stopped)."""
+        with self._cond:
+            if self._stopping:
+                return None
+            dead = [t.name for t in self._threads if not t.is_alive()]
+        return f"notification worker {dead[0]} ended" if dead else None
 
     def submit(self, notice: Notice) -> int:
         """Queue ``notice`` for every matching route; the number of routes matched (0 once stopped).
@@ -441,10 +451,10 @@ class Notifier:
                 return
             self._stopping = True
             self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if thread is None or thread.is_alive():
+        if not threads or any(t.is_alive() for t in threads):
             self._abort.set()
             with self._cond:
                 self._cond.notify_all()
@@ -453,14 +463,14 @@ class Notifier:
             left = sum(len(d.jobs) for d in self._all)
         if left:
             event(log, "notifications_dropped", logging.WARNING, count=left,
-                  reason="not delivered before the notifier stopped" if thread else "the notifier was never started")
+                  reason="not delivered before the notifier stopped" if threads else "the notifier was never started")
 
-    def _run(self) -> None:
-        while True:
-            dest = self._next()
-            if dest is None:
-                return
-            job, done = dest.jobs[0], True  # only this thread removes jobs
+    def _run(self, dest: _Destination) -> None:
+        """The worker of one URL: its jobs in order, each retried after its backoff. A slow URL (a
+        mail server timing out, apprise's own throttle between two messages to one service) holds
+        back only itself."""
+        while self._next(dest):
+            job, done = dest.jobs[0], True  # only this thread removes this URL's jobs
             try:
                 ok = self._attempt(dest, job).ok
                 done = ok or job.attempts >= self.attempts
@@ -477,23 +487,18 @@ class Notifier:
                         dest.due = time.monotonic() + self._backoff(job.attempts)
                     self._cond.notify_all()
 
-    def _next(self) -> _Destination | None:
-        """The next destination whose head job is due (round robin), waiting for one; None: stop."""
+    def _next(self, dest: _Destination) -> bool:
+        """Wait until ``dest``'s head job is due: True, or False to stop."""
         with self._cond:
             while not self._abort.is_set():
                 now = time.monotonic()
-                ready = [d for d in self._all if d.jobs and d.due <= now]
-                if ready:
-                    dest = min(ready, key=lambda d: d.turn)
-                    self._turns += 1
-                    dest.turn = self._turns
+                if dest.jobs and dest.due <= now:
                     self._in_flight += 1
-                    return dest
-                waiting = [d.due for d in self._all if d.jobs]
-                if not waiting and self._stopping:
-                    return None
-                self._cond.wait(min(waiting) - now if waiting else None)
-            return None
+                    return True
+                if not dest.jobs and self._stopping:
+                    return False
+                self._cond.wait(dest.due - now if dest.jobs else None)
+            return False
 
     # -- one notice, at once
 

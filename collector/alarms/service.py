@@ -77,7 +77,7 @@ def notice_for(t: Transition) -> Notice:
 class AlarmService:
     def __init__(self, mqtt: MqttConfig, client_id: str, tracker: FleetTracker, notifier: Notifier | None,
                  write: Callable[[list[str]], None], tick_s: float = 1.0, settle_s: float = 3.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, hung_s: float = 120.0) -> None:
         self.mqtt = mqtt
         self.prefix = mqtt.topic_prefix
         self.client_id = client_id
@@ -100,6 +100,11 @@ class AlarmService:
         self.presence = fleet_topic(self.prefix, "collectors", client_id)
         self.client.will_set(self.presence, b"", qos=1, retain=True)
         self._thread: threading.Thread | None = None
+        self._network: threading.Thread | None = None
+        self._beat = time.monotonic()  # the alarm thread came round its loop
+        #: the alarm thread counts as hung after this long without coming round (a write to
+        #: InfluxDB that never returns); the collector then stops its watchdog pings and exits
+        self.hung_s = hung_s
 
     # --- MQTT (network thread) ---
 
@@ -224,15 +229,35 @@ class AlarmService:
 
     def _loop(self) -> None:
         while not self._halt.wait(self.tick_s):
+            self._beat = time.monotonic()
             try:
                 self.tick()
             except Exception as exc:
                 event(log, "alarms_tick_failed", logging.ERROR, error=repr(exc)[:300])
 
+    def health_problem(self) -> str | None:
+        """None while the alarm thread, its MQTT network thread and the notifier's workers run and
+        the alarm thread is not hung; else what is wrong (the collector's watchdog checks this)."""
+        if self._thread is None:
+            return None
+        if not self._thread.is_alive() and not self._halt.is_set():
+            return "alarm thread ended"
+        if self._network is not None and not self._network.is_alive():
+            return "alarms MQTT network thread ended"
+        idle_s = time.monotonic() - self._beat
+        if idle_s > self.hung_s + self.tick_s:
+            return f"alarm thread hung for {idle_s:.0f} s (a write to InfluxDB did not return)"
+        return self.notifier.health_problem() if self.notifier is not None else None
+
     def start(self) -> None:
         mq = self.mqtt
         self.client.connect_async(mq.host, mq.port, mq.keepalive_s)
+        # paho's network thread: the one thread loop_start() adds (as in collector.ingest)
+        before = set(threading.enumerate())
         self.client.loop_start()
+        started = [t for t in threading.enumerate() if t not in before]
+        self._network = started[0] if len(started) == 1 else None
+        self._beat = time.monotonic()
         if self.notifier is not None:
             self.notifier.start()
         self._thread = threading.Thread(target=self._loop, name="collector-alarms", daemon=True)
@@ -274,5 +299,5 @@ def build_service(config) -> AlarmService | None:
                         retry_max_s=al.notify_retry_max_s, record=record) if al.notify else None
     tracker = FleetTracker(effective_rules(al.rule))
     service = AlarmService(alarms_mqtt(config), config.ingest.client_id, tracker, notifier, sink.write,
-                           tick_s=al.tick_s, settle_s=al.settle_s)
+                           tick_s=al.tick_s, settle_s=al.settle_s, hung_s=config.ingest.writer_hung_s)
     return service

@@ -23,6 +23,13 @@ from fluxedge.common.messages import AlarmEvent, DiagRecord, FluxRecord
 
 QC_FIELDS = ("FC_SSITC_TEST", "LE_SSITC_TEST", "H_SSITC_TEST", "FCH4_SSITC_TEST")
 HOUR_S = 3600.0
+#: a diag record within this of the collector's clock [s] is current even if older than the last
+#: one taken (the station's clock was put right). A snapshot the spool sends again within FRESH_S
+#: of its making cannot be told from a current one: it counts until the station's next diag
+#: record, shorter than any shipped rule's raise_after_s.
+FRESH_S = 120.0
+#: flux periods kept per station for the QC share (two months of half-hours)
+MAX_QC_PERIODS = 3000
 DAY_S = 86400.0
 #: how a station rule's alarm is to be checked, by name (the station's text says what it saw)
 STATION_RULE_CHECKS = {
@@ -50,11 +57,14 @@ class StationView:
     last_seen_s: float | None = None
     period_s: float = 1800.0
     last_flux_end_s: float | None = None
-    #: (period end, worst QC flag of the period's fluxes)
-    qc: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
+    #: period end -> worst QC flag of the period's fluxes (a period sent again counts once), oldest first
+    qc: dict[float, float] = field(default_factory=dict)
     #: source -> {hour index: (sum, count)} of SIGNAL_MEAN
     signal_hours: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     last_values: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    #: source -> record time [Unix s, station clock] of its last_values (an older record, a backlog
+    #: or a redelivery after a station restart, does not overwrite them unless fresh: FRESH_S)
+    last_values_s: dict[str, float] = field(default_factory=dict)
     #: (arrival s, newest record time in the message - arrival) of diag messages
     clock: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
 
@@ -85,6 +95,10 @@ class FleetTracker:
         self.states: dict[AlarmKey, _RuleState] = {}
         #: the station's own alarms, by key
         self.station_alarms: dict[AlarmKey, Alarm] = {}
+        #: the spool delivers at least once, so an event again (a station killed before its broker's
+        #: PUBACK) is no new alarm: the events taken, and the time of the newest, by key
+        self.station_events_seen: dict[AlarmKey, collections.deque] = {}
+        self.station_event_s: dict[AlarmKey, float] = {}
         self.silences: dict[str, Silence] = {}
 
     # --- observations ---
@@ -117,7 +131,9 @@ class FleetTracker:
         flags = [record.values.get(k) for k in QC_FIELDS]
         flags = [f for f in flags if f is not None and math.isfinite(f)]
         if flags:
-            v.qc.append((record.period_end, max(flags)))
+            v.qc[record.period_end] = max(flags)
+            if len(v.qc) > MAX_QC_PERIODS:
+                del v.qc[min(v.qc)]
 
     def on_diag(self, station: str, records: list[DiagRecord], now: float) -> None:
         v = self.view(station, now)
@@ -125,7 +141,11 @@ class FleetTracker:
         newest = max(r.time for r in records)
         v.clock.append((now, newest - now))
         for r in records:
-            v.last_values.setdefault(r.source, {}).update(r.values)
+            # newer than what we hold, or fresh by the collector's clock (a station whose clock was
+            # put right steps back; what the spool sends again after a restart is old by both)
+            if r.time >= v.last_values_s.get(r.source, -math.inf) or abs(now - r.time) <= FRESH_S:
+                v.last_values.setdefault(r.source, {}).update(r.values)
+                v.last_values_s[r.source] = r.time
             signal = r.values.get("SIGNAL_MEAN")
             if signal is not None and math.isfinite(signal):
                 hours = v.signal_hours.setdefault(r.source, {})
@@ -138,12 +158,24 @@ class FleetTracker:
                 hours[hour][1] += 1
 
     def on_station_alarm(self, station: str, events: list[AlarmEvent], now: float) -> list[Transition]:
-        """The station's own raised/cleared events, as alarms of origin "station"."""
+        """The station's own raised/cleared events, as alarms of origin "station".
+
+        An event taken before, or one older than the newest taken for its key and not fresh by the
+        collector's clock (:data:`FRESH_S`), is a redelivery and changes nothing; a station whose
+        clock was put right steps back, and its fresh events count.
+        """
         v = self.view(station, now)
         v.last_seen_s = now
         out = []
         for e in sorted(events, key=lambda e: e.time):
             key = AlarmKey(e.alarm, station, e.source)
+            seen = self.station_events_seen.setdefault(key, collections.deque(maxlen=64))
+            if (e.time, e.state) in seen:
+                continue  # the same event again
+            if e.time <= self.station_event_s.get(key, -math.inf) and abs(now - e.time) > FRESH_S:
+                continue  # an old one after a newer one: a backlog sent again
+            seen.append((e.time, e.state))
+            self.station_event_s[key] = max(e.time, self.station_event_s.get(key, -math.inf))
             current = self.station_alarms.get(key)
             if e.state == "raised" and current is None:
                 alarm = Alarm(alarm_id(key, e.time), key, "station", e.severity, "raised", e.time, e.message,
@@ -182,6 +214,9 @@ class FleetTracker:
             return
         if alarm.origin == "station":
             self.station_alarms[alarm.key] = alarm
+            self.station_events_seen.setdefault(alarm.key, collections.deque(maxlen=64)).append(
+                (alarm.raised_s, "raised"))
+            self.station_event_s[alarm.key] = max(self.station_event_s.get(alarm.key, -math.inf), alarm.raised_s)
         else:
             state = self.states.setdefault(alarm.key, _RuleState())
             state.alarm = alarm
@@ -219,7 +254,7 @@ class FleetTracker:
             return [Reading("station", periods, f"no flux for {periods:.1f} averaging periods "
                                                 f"({v.period_s / 60:.0f} min each)", {"PERIODS": periods})]
         if t == "qc_share":
-            recent = [q for end, q in v.qc if end > now - rule.window_s]
+            recent = [q for end, q in v.qc.items() if end > now - rule.window_s]
             if len(recent) < rule.min_points:
                 return [Reading("station", None, "", {})]
             share = 100.0 * sum(q >= 2 for q in recent) / len(recent)
