@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from fluxedge.common.configschema import between, build, check, positive, read_t
 from fluxedge.common.messages import DATA_KINDS
 from fluxedge.common.mqttconfig import MqttConfig
 from fluxedge.common.mqttnames import control_chars, host_problem, one_level
+from fluxedge.common.sitetime import zone_problem
 
 #: longest client id [bytes of UTF-8]. MQTT 5 allows 65,535 and obliges a broker to accept only 23;
 #: mosquitto 2.0 sets no limit of its own. 128 holds any naming scheme (role, fully qualified host,
@@ -186,16 +188,50 @@ class AlarmsConfig:
         return []
 
 
+_AMERIFLUX_SITE_ID = re.compile(r"[A-Z]{2}-[A-Za-z0-9]{3}")
+
+
+def _ameriflux_site_id(value: str) -> str | None:
+    if _AMERIFLUX_SITE_ID.fullmatch(value):
+        return None
+    return f"an AmeriFlux/FLUXNET site id is CC-XXX (country code, dash, three letters or digits), got {value!r}"
+
+
+def _standard_zone(value: str) -> str | None:
+    """An IANA zone (its standard time is used: AmeriFlux stamps local standard time, no DST)."""
+    return zone_problem(value)
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """``[[site]]``: what exports and budgets need to know of a station's site."""
+
+    #: the station id (its MQTT topic level)
+    station: str
+    #: the AmeriFlux/FLUXNET site id, e.g. "US-Mg1": the export's file names
+    id: str = field(metadata=check(_ameriflux_site_id))
+    #: the site's time zone (IANA, e.g. "America/Belize"); exports use its standard time all year
+    time_zone: str = field(default="UTC", metadata=check(_standard_zone))
+
+
 @dataclass(frozen=True)
 class CollectorConfig:
     mqtt: MqttConfig
     influxdb: InfluxConfig
     ingest: IngestConfig = field(default_factory=IngestConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
+    site: list[SiteConfig] = field(default_factory=list)
+
+    def site_of(self, station: str) -> SiteConfig | None:
+        return next((s for s in self.site if s.station == station), None)
 
     def validate(self) -> list[tuple[str, str]]:
         """What ``[mqtt]`` (shared with the station's schema) and the sections together must hold."""
         # [mqtt] host and topic_prefix are checked by MqttConfig itself (fluxedge.common.mqttnames)
+        stations = [s.station for s in self.site]
+        for i, name in enumerate(stations):
+            if name in stations[:i]:
+                return [(f"site[{i}].station", f"station {name!r} has two [[site]] tables")]
         if self.mqtt.client_id is not None:
             return [("mqtt.client_id", "the collector's client id is ingest.client_id; remove this key")]
         al = self.alarms

@@ -19,7 +19,7 @@ configure_numeric_process()
 from fluxedge import __version__  # noqa: E402
 
 #: libraries of the optional extras (pyproject.toml) -> the extra that installs them
-OPTIONAL_EXTRAS = {"apprise": "collector"}
+OPTIONAL_EXTRAS = {"apprise": "collector", "pandas": "science", "matplotlib": "science", "hesseflux": "science"}
 
 
 def _station_run(args: argparse.Namespace) -> int:
@@ -133,10 +133,68 @@ def _alarms(args: argparse.Namespace) -> int:
     return commands.main(collector_config.load(args.config), args)
 
 
+def _science(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from collector.science import commands
+
+        return getattr(commands, name)(args)
+
+    return run
+
+
+def _science_parsers(sub) -> None:
+    """query, export, plot, budget: the scientists' commands (the science extra)."""
+    q = sub.add_parser("query", help="fluxes and met of a station as a table, CSV or JSON",
+                       description="Periods of one station from InfluxDB: fluxes as the station computed them "
+                                   "and met averaged over each period; times are period ends in the site's "
+                                   "local standard time. Python: collector.science.frame.load() gives the same "
+                                   "as a pandas DataFrame.")
+    q.add_argument("--vars", help="comma-separated AmeriFlux names, e.g. FC,LE,H (default: all); QC flags come along")
+    q.add_argument("--qc-max", type=int, choices=(0, 1, 2), help="blank fluxes whose QC flag is above this")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    q.add_argument("--all-periods", action="store_true", help="also the periods without any value")
+    e = sub.add_parser("export", help="AmeriFlux BASE or FLUXNET-style half-hourly file",
+                       description="Write <SITE_ID>_HH_<start>_<end>.csv (AmeriFlux BASE: local standard time, "
+                                   "one row per half hour, -9999 for missing), or a FLUXNET-style file; "
+                                   "--check FILE checks any file against AmeriFlux's format rules.")
+    e.add_argument("--format", choices=("ameriflux", "fluxnet"), default="ameriflux")
+    e.add_argument("--site-id", help="AmeriFlux site id CC-XXX (default: the station's [[site]] table)")
+    e.add_argument("-o", "--output", default=".", help="directory for the file (default: here)")
+    e.add_argument("--gapfilled", action="store_true", help="fluxnet: add the budget's gap-filled and partitioned "
+                                                            "variables (a FULLSET)")
+    e.add_argument("--check", metavar="FILE", help="check FILE against AmeriFlux's format rules and exit")
+    p = sub.add_parser("plot", help="time series, diurnal cycles, fingerprint, energy balance, footprint, health",
+                       description="Plots of one station's periods (PNG or SVG) into a directory.")
+    p.add_argument("kind", choices=("all", "timeseries", "diurnal", "fingerprint", "energy_balance", "footprint",
+                                    "health"), help="which plot ('all': every one the data allow)")
+    p.add_argument("-o", "--output", default=".", help="directory for the images (default: here)")
+    p.add_argument("--image-format", choices=("png", "svg"), default="png")
+    b = sub.add_parser("budget", help="u* filtering, gap-filling, partitioning, sums in g C m-2",
+                       description="The carbon budget of a station: u* filtering (Papale et al. 2006), MDS "
+                                   "gap-filling (Reichstein et al. 2005), night-time and day-time partitioning "
+                                   "(Reichstein et al. 2005; Lasslop et al. 2010) with hesseflux, sums per day, "
+                                   "month or year with their uncertainty.")
+    b.add_argument("--by", choices=("day", "month", "year"), default="month")
+    b.add_argument("--ustar-threshold", type=float, help="use this u* threshold [m s-1] instead of estimating it")
+    b.add_argument("--plot", metavar="FILE", help="the cumulative plot (.png or .svg)")
+    b.add_argument("--csv", metavar="FILE", help="the sums as CSV")
+    for cmd, name in ((q, "query"), (e, "export_"), (p, "plot"), (b, "budget_")):
+        required = cmd is not e
+        cmd.add_argument("--station", required=required, help="the station id")
+        cmd.add_argument("--from", dest="start", required=required, metavar="TIME",
+                         help="ISO date or time, local standard time of the site unless it has an offset")
+        cmd.add_argument("--to", dest="end", required=required, metavar="TIME", help="end of the range (inclusive)")
+        cmd.add_argument("--time-zone", help="IANA zone whose standard time stamps the output (default: the "
+                                             "station's [[site]] time_zone, else UTC)")
+        cmd.add_argument("-c", "--config", default="/etc/fluxedge/collector.toml",
+                         help="collector TOML file (default /etc/fluxedge/collector.toml)")
+        cmd.set_defaults(func=_science(name))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from fluxedge.demo.run import run_demo
 
-    return run_demo(duration_s=args.duration, period_s=args.period, api=args.api, keep=args.keep)
+    return run_demo(duration_s=args.duration, period_s=args.period, api=args.api, keep=args.keep, plots=args.plots)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="collector TOML file (default /etc/fluxedge/collector.toml)")
         p.set_defaults(func=_alarms)
 
+    _science_parsers(sub)
+
     flux = sub.add_parser("flux", help="reprocess raw files into fluxes (EddyPro-compatible)",
                           description="Offline processing of raw high-frequency files.")
     fsub = flux.add_subparsers(dest="flux_command", required=True, metavar="COMMAND")
@@ -285,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--api", type=int, choices=(1, 2), default=1,
                       help="InfluxDB write API the collector uses (2 goes through a v2 translating shim)")
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory with configs and logs")
+    demo.add_argument("--plots", metavar="DIR", help="draw every plot the demo's data allow into DIR (the "
+                                                     "science extra)")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -23,9 +23,8 @@ import pytest
 from conftest import EC_DATA
 from test_period_join import reasons_of, rewrite_ghg
 
-from fluxedge.common import sitetime
+from fluxedge.common import ameriflux, sitetime
 from station.flux.pipeline import Options
-from station.reprocess import ameriflux
 from station.reprocess import command as reprocess
 
 ROOT = Path(__file__).resolve().parents[1]

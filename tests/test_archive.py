@@ -15,12 +15,12 @@ import pytest
 from conftest import EC_DATA
 
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe
+from fluxedge.common import ameriflux
 from station.acquisition.periodblock import ArchiveSettings, JobConfig, PeriodBlock, TowerInfo
 from station.archive.writer import Archive, ArchiveError, DiskUsage, archive_files
 from station.flux.pipeline import Options
 from station.processing.fluxjob import run_job
 from station.rawdata import read_raw
-from station.reprocess import ameriflux
 from station.reprocess.command import process_file
 
 ROOT = Path(__file__).resolve().parents[1]

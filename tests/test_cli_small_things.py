@@ -96,3 +96,15 @@ def test_a_collector_without_its_extra_says_what_to_install(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 2
     assert proc.stderr.strip() == "fluxedge: error: this command needs apprise: pip install 'fluxedge[collector]'"
+
+
+def test_the_science_commands_without_their_extra_say_what_to_install(tmp_path):
+    """pandas, matplotlib and hesseflux are the [science] extra: a station node has none of them."""
+    (tmp_path / "pandas.py").write_text('raise ModuleNotFoundError("No module named pandas", name="pandas")\n')
+    span = ["--station", "s", "--from", "2026-01-01", "--to", "2026-01-02"]
+    for argv in (["query", *span], ["export", "--check", "x.csv"], ["plot", "all", *span], ["budget", *span]):
+        proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", *argv, "-c", "collector.toml"],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(tmp_path)})
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert proc.stderr.strip() == "fluxedge: error: this command needs pandas: pip install 'fluxedge[science]'"

@@ -32,11 +32,11 @@ def _row(line: str) -> list[float | None]:
     return [None if cell == "-" else float(cell) for cell in line.split()[-8:]]
 
 
-def test_demo_explains_the_skipped_period_shows_true_fluxes_and_an_alarm():
+def test_demo_explains_the_skipped_period_shows_true_fluxes_and_an_alarm(tmp_path):
     find_binary("mosquitto")  # deploy/setup-dev.sh installs both: missing is a failure, not a skip
     find_binary("influxd")
-    result = subprocess.run([*FLUXEDGE, "demo", "--duration", "20", "--period", "10"], capture_output=True, text=True,
-                            timeout=240)
+    result = subprocess.run([*FLUXEDGE, "demo", "--duration", "20", "--period", "10", "--plots", str(tmp_path)],
+                            capture_output=True, text=True, timeout=240)
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     if "so the station skips it" in out:  # started more than 10 % into a period: skipped, and said why
@@ -58,3 +58,30 @@ def test_demo_explains_the_skipped_period_shows_true_fluxes_and_an_alarm():
     assert re.search(r"irga  instrument_silent  raised", alarms) and re.search(r"irga  instrument_silent  cleared",
                                                                                alarms), alarms
     assert "the station raises the instrument_silent alarm" in out
+    check_demo_plots(out, tmp_path)
+
+
+def check_demo_plots(out: str, directory: Path) -> None:
+    """The demo's plots, as images: pixel size (figure inches x 110 dpi), not blank, and in the SVG
+    the axes and the plotted series of each panel."""
+    import xml.etree.ElementTree as ET
+
+    import matplotlib.image
+
+    listed = out[out.index("Plots of the demo's data"):]
+    drawn = re.findall(r"  (\w+): (\S+\.png)", listed)
+    assert {k for k, _ in drawn} >= {"timeseries", "fingerprint", "health"}, listed
+    assert "energy_balance: not drawn:" in listed and "NETRAD" in listed  # the demo tower has no radiometer
+    for kind, png in drawn:
+        image = matplotlib.image.imread(png)
+        assert image.shape[0] >= 300 and image.shape[1] >= 500, (kind, image.shape)
+        assert image[..., :3].std() > 0.05, f"{kind}: a blank image"
+        svg = ET.parse(Path(png).with_suffix(".svg")).getroot()
+        groups = [g.get("id", "") for g in svg.iter("{http://www.w3.org/2000/svg}g")]
+        axes = [g for g in groups if re.fullmatch(r"axes_\d+", g)]
+        if kind == "timeseries":  # FC, LE, H: one panel each, with at least one QC-coloured series
+            assert len(axes) == 3 and sum(g.startswith("PathCollection") for g in groups) >= 3, groups
+        elif kind == "fingerprint":  # the image and its colour bar
+            assert len(axes) == 2
+        elif kind == "health":  # signal strength of the LI-7500, flagged and missing shares, checksum errors
+            assert len(axes) >= 3 and sum(g.startswith("line2d") for g in groups) >= 3, groups

@@ -451,12 +451,18 @@ def _decode_flux(station: str, doc: dict) -> FluxRecord:
     return FluxRecord(station, seq, start, end, values)
 
 
+def met_base(name: str) -> str | None:
+    """The :data:`MET_FIELDS` base name of a met name with or without its position qualifier
+    (``TS_1_2_1`` -> ``TS``), or None if it is none."""
+    if name in MET_FIELDS:
+        return name
+    match = _QUALIFIED.fullmatch(name)
+    return match.group(1) if match and match.group(1) in MET_FIELDS else None
+
+
 def _met_range(name: str) -> tuple[float, float] | None:
-    spec = MET_FIELDS.get(name)
-    if spec is None:
-        match = _QUALIFIED.fullmatch(name)
-        spec = MET_FIELDS.get(match.group(1)) if match else None
-    return None if spec is None else (spec[1], spec[2])
+    base = met_base(name)
+    return None if base is None else (MET_FIELDS[base][1], MET_FIELDS[base][2])
 
 
 def _diag_range(name: str) -> tuple[float, float] | None:

@@ -44,7 +44,9 @@ def station_toml(spool: Path, mqtt_port: int, period_s: int, sonic: str, irga: s
         mqtt_port=mqtt_port, spool_path=spool, period_s=period_s, rate_hz=20,
         site={"latitude_deg": 1.3521, "longitude_deg": 103.8198, "altitude_m": 15.0, "canopy_height_m": 8.0},
         processing={"spectral_corrections": "none"},
-        tables={"alarm": [{"name": "instrument_silent", "above": SILENT_ALARM_S}]})
+        tables={"alarm": [{"name": "instrument_silent", "above": SILENT_ALARM_S}],
+                # a diag record per period (at most a minute): the demo's health plot has points
+                "diagnostics": {"interval_s": float(min(60, period_s))}})
 
 
 def true_values(spec: TurbulenceSpec | None = None) -> dict[str, float]:
@@ -136,7 +138,7 @@ def sampling_error_pct(n_samples: int, correlation: float) -> float:
     return 100.0 * math.sqrt((1.0 + correlation**2) / n_samples) / abs(correlation)
 
 
-def run_demo(duration_s: float | None, period_s: int, api: int, keep: bool) -> int:
+def run_demo(duration_s: float | None, period_s: int, api: int, keep: bool, plots: str | None = None) -> int:
     if period_s <= 0 or 86400 % period_s:
         print(f"fluxedge: error: --period must divide a day evenly, got {period_s}", file=sys.stderr)
         return 2
@@ -230,6 +232,12 @@ def run_demo(duration_s: float | None, period_s: int, api: int, keep: bool) -> i
                   f"{fields.get('limit_pct')} %): the station started during it")
         print(f"\nAlarms read back from InfluxDB ({len(alarms)}):")
         print_alarms(alarms)
+        if plots and rows:
+            from fluxedge.demo.plots import make_plots
+
+            print(f"\nPlots of the demo's data (fluxedge plot) in {plots}:")
+            for kind, made in make_plots(read_config, first - 2 * period_s, time.time() + period_s, Path(plots)):
+                print(f"  {kind}: {made}" if isinstance(made, Path) else f"  {kind}: not drawn: {made}")
         return 0 if rows else 1
     finally:
         for proc in procs.values():

@@ -28,12 +28,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fluxedge.common import sitetime
+from fluxedge.common import ameriflux, sitetime
 from station.flux import screening
 from station.flux.pipeline import Options, process
 from station.rawdata import RawDataError, RawPeriod, read_ghg_timezone, read_raw
 from station.rawdata.ghg import is_ghg
-from station.reprocess import ameriflux, periodjoin
+from station.reprocess import periodjoin
 from station.reprocess.enginesetup import ENGINE_VARIABLES, setup_for
 
 #: The fluxes whose missing values are explained (a reason on stderr and in ``<out stem>_reasons.csv``).
