@@ -165,19 +165,26 @@ def load(config: InfluxConfig, station: str, start: datetime, end: datetime, var
 
 def _met(config: InfluxConfig, station: str, start: datetime, end: datetime, period_s: int,
          site: SiteTime) -> pd.DataFrame:
-    rows = _rows(config, "met", station, start, end, MET_CHUNK, end_inclusive=True)
-    if not rows:
+    """Met records averaged per period (``P`` summed), chunk by chunk: a year of one-minute records
+    never sits in memory as rows (bench/science.py)."""
+    sums, counts = [], []
+    for a, b in _chunks(start, end, MET_CHUNK):
+        rows = _rows(config, "met", station, a, b, MET_CHUNK, end_inclusive=True)
+        if not rows:
+            continue
+        met = pd.DataFrame(rows)
+        t = met.pop("time").to_numpy(dtype=np.int64)
+        met = met.drop(columns=[c for c in met.columns if c in _BOOKKEEPING]).astype(float)
+        grouped = met.groupby(-(-t // period_s) * period_s)  # the first period boundary at or after t
+        sums.append(grouped.sum(min_count=1))
+        counts.append(grouped.count())
+    if not sums:
         return pd.DataFrame()
-    met = pd.DataFrame(rows)
-    t = met.pop("time").astype("int64").to_numpy()
-    met = met.drop(columns=[c for c in met.columns if c in _BOOKKEEPING]).astype(float)
-    ends = -(-t // period_s) * period_s  # the first period boundary at or after t
-    met["_end"] = ends
-    grouped = met.groupby("_end")
-    summed = [c for c in met.columns if met_base(c) in SUMMED]
-    means = grouped.mean()
-    if summed:
-        means[summed] = grouped[summed].sum(min_count=1)
+    total = pd.concat(sums).groupby(level=0).sum(min_count=1)
+    n = pd.concat(counts).groupby(level=0).sum()
+    means = total / n.where(n > 0)
+    summed = [c for c in total.columns if met_base(c) in SUMMED]
+    means[summed] = total[summed]
     means.index = _index(means.index, site)
     return means
 
