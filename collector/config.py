@@ -214,6 +214,43 @@ class SiteConfig:
     time_zone: str = field(default="UTC", metadata=check(_standard_zone))
 
 
+def _user_name(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
+        return None
+    return f"1 to 64 of A-Z, a-z, 0-9, '_', '.', '@', '-', got {value[:80]!r}"
+
+
+def _password_hash(value: str) -> str | None:
+    if value.count("$") == 5 and value.startswith("scrypt$"):
+        return None
+    return "must be a hash from 'fluxedge web --hash-password' (scrypt$...), never the password itself"
+
+
+@dataclass(frozen=True)
+class WebUser:
+    """``[[web.user]]``: someone who may acknowledge alarms and silence stations."""
+
+    name: str = field(metadata=check(_user_name))
+    password_hash: str = field(metadata=check(_password_hash))
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """``[web]``: the fleet page (``fluxedge web``). Read-only for everyone who can reach it;
+    acknowledging and silencing need a signed-in user."""
+
+    #: the address to listen on: localhost unless you put it behind a proxy or a VPN on purpose
+    bind: str = "127.0.0.1"
+    port: int = field(default=8080, metadata=check(between(1, 65535)))
+    #: the fleet page reloads its data this often [s]
+    refresh_s: float = field(default=30.0, metadata=check(between(2, 3600)))
+    #: a station without any message for this long shows as offline on the page [s]
+    offline_after_s: float = field(default=300.0, metadata=check(between(5, 86400)))
+    #: the station page's plots cover this many days
+    station_days: float = field(default=7.0, metadata=check(between(0.01, 366)))
+    user: list[WebUser] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class CollectorConfig:
     mqtt: MqttConfig
@@ -221,6 +258,7 @@ class CollectorConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     site: list[SiteConfig] = field(default_factory=list)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def site_of(self, station: str) -> SiteConfig | None:
         return next((s for s in self.site if s.station == station), None)

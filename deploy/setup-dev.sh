@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up fluxedge on a fresh Debian (or Raspberry Pi OS) machine for the demo and the tests:
-# mosquitto and InfluxDB from apt, the package with its collector extra and test tools into ./.venv.
+# mosquitto, InfluxDB and chromium from apt, the package with its collector, science and web extras
+# and test tools into ./.venv.
 # Run as root or as a user with sudo. Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ have mosquitto || packages+=(mosquitto mosquitto-clients)
 have influxd || packages+=(influxdb)
 have openssl || packages+=(openssl)  # the tests make the TLS certificates of their brokers
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
+have chromium || packages+=(chromium)  # the web page's tests drive Debian's chromium headless
+have chromedriver || packages+=(chromium-driver)
 if [ "${#packages[@]}" -gt 0 ]; then
     echo "setup: installing ${packages[*]} with apt"
     $SUDO apt-get update -qq
@@ -26,5 +29,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing fluxedge into .venv"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[test,collector,science]'
+.venv/bin/python -m pip install -q -e '.[test,collector,science,web]'
 echo "setup: done (.venv/bin/fluxedge --help)"

@@ -19,7 +19,8 @@ configure_numeric_process()
 from fluxedge import __version__  # noqa: E402
 
 #: libraries of the optional extras (pyproject.toml) -> the extra that installs them
-OPTIONAL_EXTRAS = {"apprise": "collector", "pandas": "science", "matplotlib": "science", "hesseflux": "science"}
+OPTIONAL_EXTRAS = {"apprise": "collector", "pandas": "science", "matplotlib": "science", "hesseflux": "science",
+                   "starlette": "web", "uvicorn": "web", "jinja2": "web", "multipart": "web", "itsdangerous": "web"}
 
 
 def _station_run(args: argparse.Namespace) -> int:
@@ -191,6 +192,32 @@ def _science_parsers(sub) -> None:
         cmd.set_defaults(func=_science(name))
 
 
+def _web(args: argparse.Namespace) -> int:
+    if args.hash_password:
+        import getpass
+
+        from collector.web.auth import hash_password
+
+        password = getpass.getpass("password: ")
+        if not password or password != getpass.getpass("again: "):
+            print("fluxedge: error: the two passwords differ (or are empty)", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
+    import uvicorn
+
+    from collector import config as collector_config
+    from collector.web.app import create_app
+
+    config = collector_config.load(args.config)
+    host = args.bind or config.web.bind
+    port = args.port or config.web.port
+    print(f"fluxedge web: http://{host}:{port}/ (read-only{'' if config.web.user else ', no users configured'})",
+          file=sys.stderr)
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from fluxedge.demo.run import run_demo
 
@@ -275,6 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_alarms)
 
     _science_parsers(sub)
+    w = sub.add_parser("web", help="the fleet page, station pages and alarms in a browser",
+                       description="Serve the fleet page (every station's state, last flux and QC, spool, alarms), "
+                                   "a page per station (fluxes by QC, diurnal cycle, met, instrument health) and "
+                                   "the alarms, from InfluxDB. Read-only without signing in; [[web.user]] in "
+                                   "collector.toml may acknowledge and silence. Listens on [web] bind (default "
+                                   "127.0.0.1).")
+    w.add_argument("-c", "--config", default="/etc/fluxedge/collector.toml",
+                   help="collector TOML file (default /etc/fluxedge/collector.toml)")
+    w.add_argument("--bind", help="address to listen on (default: [web] bind)")
+    w.add_argument("--port", type=int, help="port (default: [web] port)")
+    w.add_argument("--hash-password", action="store_true",
+                   help="read a password twice and print its hash for [[web.user]] password_hash")
+    w.set_defaults(func=_web)
 
     flux = sub.add_parser("flux", help="reprocess raw files into fluxes (EddyPro-compatible)",
                           description="Offline processing of raw high-frequency files.")

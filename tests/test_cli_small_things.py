@@ -108,3 +108,21 @@ def test_the_science_commands_without_their_extra_say_what_to_install(tmp_path):
                               env={**os.environ, "PYTHONPATH": str(tmp_path)})
         assert proc.returncode == 2, (argv, proc.stderr)
         assert proc.stderr.strip() == "fluxedge: error: this command needs pandas: pip install 'fluxedge[science]'"
+
+
+def test_the_web_page_without_its_extra_says_what_to_install(tmp_path):
+    (tmp_path / "uvicorn.py").write_text('raise ModuleNotFoundError("No module named uvicorn", name="uvicorn")\n')
+    proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "web", "-c", "collector.toml"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "fluxedge: error: this command needs uvicorn: pip install 'fluxedge[web]'"
+
+
+def test_a_web_user_needs_a_hash_not_a_password(tmp_path):
+    config = tmp_path / "collector.toml"
+    config.write_text('[mqtt]\n[influxdb]\nurl = "http://127.0.0.1:8086"\ndatabase = "x"\n'
+                      '[[web.user]]\nname = "tech"\npassword_hash = "hunter2"\n')
+    proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "web", "-c", str(config)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "web.user[0].password_hash: must be a hash" in proc.stderr
+    assert "hunter2" not in proc.stderr and "Traceback" not in proc.stderr

@@ -24,6 +24,7 @@ from fluxedge.common.mqttclient import describe_error, make_client
 CONFIRM_S = 10.0
 NOT_CONFIRMED = (f"fluxedge: error: no collector confirmed within {CONFIRM_S:g} s (is 'fluxedge collector run' "
                  "running with [alarms] enabled?)")
+NO_COLLECTOR = ("no collector with [alarms] enabled is connected to the broker ('fluxedge collector run')")
 
 
 class _Watch:
@@ -87,10 +88,8 @@ class _Watch:
         self.client.loop_stop()
 
     def command(self, doc: dict) -> bool:
-        """Send ``doc`` to the leading collector; False (and one line on stderr) if none is present."""
+        """Send ``doc`` to the leading collector; False if none is present (:data:`NO_COLLECTOR`)."""
         if not self.collectors:
-            print("fluxedge: error: no collector with [alarms] enabled is connected to the broker "
-                  "('fluxedge collector run')", file=sys.stderr)
             return False
         self.client.publish(fleet_topic(self.prefix, "command"), json.dumps(doc).encode(), qos=1).wait_for_publish(5)
         return True
@@ -147,7 +146,8 @@ def cmd_list(config: CollectorConfig, active_only: bool, hours: float) -> int:
     return 0
 
 
-def cmd_ack(config: CollectorConfig, ident: str, by: str) -> int:
+def ack_alarm(config: CollectorConfig, ident: str, by: str) -> tuple[bool, str]:
+    """Acknowledge the active alarm whose id starts with ``ident``: (done, what to tell the user)."""
     watch = _Watch(config)
     watch.open()
     try:
@@ -155,39 +155,53 @@ def cmd_ack(config: CollectorConfig, ident: str, by: str) -> int:
         if len(matches) != 1:
             known = ", ".join(sorted(a.id for a in watch.alarms.values())) or "none"
             what = "no active alarm" if not matches else "more than one active alarm"
-            print(f"fluxedge: error: {what} with id {ident!r} (active: {known})", file=sys.stderr)
-            return 1
+            return False, f"{what} with id {ident!r} (active: {known})"
         alarm = matches[0]
         if alarm.state == "acknowledged":
-            print(f"{alarm.id} was already acknowledged by {alarm.acked_by or '?'} at {_utc(alarm.acked_s)} UTC")
-            return 0
+            return True, f"{alarm.id} was already acknowledged by {alarm.acked_by or '?'} at {_utc(alarm.acked_s)} UTC"
         if not watch.command({"op": "ack", "id": alarm.id, "by": by}):
-            return 1
+            return False, NO_COLLECTOR
         ok = watch.wait(lambda: (a := watch.alarms.get(alarm.key.text())) is None or a.state == "acknowledged")
     finally:
         watch.close()
     if not ok:
-        print(NOT_CONFIRMED, file=sys.stderr)
-        return 1
-    print(f"acknowledged {alarm.id}: {alarm.key.station} {alarm.key.source} {alarm.key.rule}")
-    return 0
+        return False, NOT_CONFIRMED
+    return True, f"acknowledged {alarm.id}: {alarm.key.station} {alarm.key.source} {alarm.key.rule}"
 
 
-def cmd_silence(config: CollectorConfig, station: str, duration_s: float, by: str, reason: str) -> int:
+def silence_station(config: CollectorConfig, station: str, duration_s: float, by: str, reason: str
+                    ) -> tuple[bool, str]:
+    """Silence ``station``'s notifications for ``duration_s`` (0 ends a silence): (done, message)."""
     until = time.time() + duration_s
     watch = _Watch(config)
     watch.open()
     try:
         if not watch.command({"op": "silence", "station": station, "until_s": until, "by": by, "reason": reason}):
-            return 1
+            return False, NO_COLLECTOR
         ok = watch.wait(lambda: (s := watch.silences.get(station)) is not None and abs(s.until_s - until) < 1e-3)
     finally:
         watch.close()
     if not ok:
-        print(NOT_CONFIRMED, file=sys.stderr)
-        return 1
-    print(f"{station}: notifications silenced until {_utc(until)} UTC" if duration_s else f"{station}: silence ended")
-    return 0
+        return False, NOT_CONFIRMED
+    return True, (f"{station}: notifications silenced until {_utc(until)} UTC" if duration_s
+                  else f"{station}: silence ended")
+
+
+def _report(done: tuple[bool, str]) -> int:
+    ok, message = done
+    if ok:
+        print(message)
+        return 0
+    print(message if message.startswith("fluxedge: error:") else f"fluxedge: error: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_ack(config: CollectorConfig, ident: str, by: str) -> int:
+    return _report(ack_alarm(config, ident, by))
+
+
+def cmd_silence(config: CollectorConfig, station: str, duration_s: float, by: str, reason: str) -> int:
+    return _report(silence_station(config, station, duration_s, by, reason))
 
 
 def cmd_history(config: CollectorConfig, station: str | None, hours: float) -> int:
