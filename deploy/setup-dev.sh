@@ -29,5 +29,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing fluxedge into .venv"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[test,collector,science,web]'
+.venv/bin/python -m pip install -q -e '.[test,collector,science,web,cluster]'
 echo "setup: done (.venv/bin/fluxedge --help)"

@@ -58,8 +58,15 @@ def _flux_process(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fluxedge: error: {exc}", file=sys.stderr)
         return 2
-    return reprocess.run(args.raw, args.output, args.metadata, args.period, args.jobs, options=options,
-                         digits=args.digits, utc_offset_h=args.utc_offset)
+    from station.reprocess.executor import SchedulerError
+
+    run = reprocess.run_tree if args.tree else reprocess.run
+    try:
+        return run(args.raw, args.output, args.metadata, args.period, args.jobs, options=options, digits=args.digits,
+                   utc_offset_h=args.utc_offset, scheduler=args.scheduler)
+    except SchedulerError as exc:
+        print(f"fluxedge: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _digits(value: str) -> int | None:
@@ -335,7 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "that name none are taken to run on this time (default: each file's zone, "
                            "without daylight saving; UTC if it names none)")
     proc.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
-    proc.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="AmeriFlux CSV to write")
+    proc.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                      help="compute on this Dask distributed cluster instead of local processes (the cluster "
+                           "extra; workers need fluxedge installed and the raw files at the same paths)")
+    proc.add_argument("--tree", action="store_true",
+                      help="each RAW is the root of station trees (RAW/<station>/YYYY/MM/*.ghg): every station "
+                           "in one run, OUT a directory getting <station>.csv each")
+    proc.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="AmeriFlux CSV to write (a "
+                                                                                 "directory with --tree)")
     opt = proc.add_argument_group("processing options (defaults: EddyPro's, as in the reference runs)")
     opt.add_argument("--despiking", choices=["vickers_mahrt", "mauder", "none"], default="vickers_mahrt")
     opt.add_argument("--rotation", choices=["double", "triple", "planar_fit"], default="double")

@@ -20,7 +20,6 @@ import math
 import sys
 import time
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +32,7 @@ from station.flux import screening
 from station.flux.pipeline import Options, process
 from station.rawdata import RawDataError, RawPeriod, read_ghg_timezone, read_raw
 from station.rawdata.ghg import is_ghg
-from station.reprocess import periodjoin
+from station.reprocess import executor, periodjoin
 from station.reprocess.enginesetup import ENGINE_VARIABLES, setup_for
 
 #: The fluxes whose missing values are explained (a reason on stderr and in ``<out stem>_reasons.csv``).
@@ -343,33 +342,52 @@ def reasons_path(out_path: str | Path) -> Path:
     return out.with_name(f"{out.stem}_reasons.csv")
 
 
+def _failed_item(item: WorkItem, why: str) -> list[FileOutcome]:
+    """A work item whose task failed for good on the cluster: each of its files, failed."""
+    return [FileOutcome(p, [], f"{Path(p).name}: not processed on the cluster: {why}") for p in item.paths]
+
+
+def execute(work: list[WorkItem], jobs: int = 1, scheduler: str | None = None, progress=None,
+            total_files: int | None = None) -> list[tuple[WorkItem, list[FileOutcome]]]:
+    """Every work item's outcomes, in the order of ``work``: locally (``jobs`` processes) or on the
+    Dask cluster at ``scheduler`` (:mod:`station.reprocess.executor`)."""
+    started = time.monotonic()
+    total = total_files or sum(len(item.paths) for item in work)
+    show = progress is not None and _isatty(progress) and total > 1
+    results = (executor.on_cluster(_job, work, scheduler, _failed_item) if scheduler
+               else executor.local(_job, work, jobs))
+    done: list[tuple[WorkItem, list[FileOutcome]]] = []
+    files_done = 0
+    for item, result in zip(work, results, strict=True):
+        done.append((item, result))
+        files_done += len(item.paths)
+        if show:
+            _progress(progress, files_done, total, started)
+    if show:
+        print(file=progress)
+    return done
+
+
 def run(paths: list[str], out_path: str, metadata: str | None = None, period_min: float | None = None,
         jobs: int = 1, progress=sys.stderr, options: Options | None = None, digits: int | None = 6,
-        utc_offset_h: float | None = None) -> int:
+        utc_offset_h: float | None = None, scheduler: str | None = None) -> int:
     """Process ``paths`` into one AmeriFlux CSV (``digits`` significant digits, None: exact ``repr``);
     returns 0, or 1 if any file failed (and writes no CSV when not one period came out). Time stamps:
     UTC + ``utc_offset_h`` hours if given, else the standard time of each file's zone (UTC, with a
     note, for files that name none). Every missing
     FC, FH2O, LE, H, TAU, USTAR or FCH4 gets a reason: one line on stderr per period and variable and
-    a row in ``<out stem>_reasons.csv`` (written only if there is one)."""
+    a row in ``<out stem>_reasons.csv`` (written only if there is one). ``scheduler``: compute on
+    that Dask cluster instead of ``jobs`` local processes."""
     started = time.monotonic()
     work = plan(paths, metadata, period_min, options, utc_offset_h)
-    show = progress is not None and _isatty(progress) and len(paths) > 1
-    done: list[tuple[WorkItem, list[FileOutcome]]] = []
-    files_done = 0
-    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(work) > 1 else None
-    try:
-        results = pool.map(_job, work, chunksize=max(1, len(work) // (jobs * 8))) if pool else map(_job, work)
-        for item, result in zip(work, results, strict=True):
-            done.append((item, result))
-            files_done += len(item.paths)
-            if show:
-                _progress(progress, files_done, len(paths), started)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    if show:
-        print(file=progress)
+    done = execute(work, jobs, scheduler, progress, len(paths))
+    return write_output(done, len(paths), out_path, digits, progress, started)
+
+
+def write_output(done: list[tuple[WorkItem, list[FileOutcome]]], n_files: int, out_path: str | Path,
+                 digits: int | None = 6, progress=sys.stderr, started: float | None = None) -> int:
+    """The AmeriFlux CSV (and its reasons) of computed work; 0, or 1 if any file failed."""
+    started = time.monotonic() if started is None else started
     outcomes = [o for _, result in done for o in result]
     failed = [o for o in outcomes if o.error]
     for o in failed:
@@ -400,9 +418,52 @@ def run(paths: list[str], out_path: str, metadata: str | None = None, period_min
         companion.unlink()  # a previous run's reasons would no longer match the output
     if progress is not None:
         explained = f"; {len(reasons)} missing values explained in {companion}" if reasons else ""
-        print(f"{n} periods from {len(paths) - len(failed)} of {len(paths)} files in "
+        print(f"{n} periods from {n_files - len(failed)} of {n_files} files in "
               f"{time.monotonic() - started:.1f} s -> {out_path}{explained}", file=progress)
     return 1 if failed else 0
+
+
+#: raw files a station tree holds (LI-COR and fluxedge .ghg, Campbell TOA5)
+TREE_PATTERNS = ("*.ghg", "*.dat")
+
+
+def stations_in(root: str | Path) -> dict[str, list[str]]:
+    """``root/<station>/YYYY/MM/*.ghg`` (any depth below the station): station -> its files, sorted."""
+    out = {}
+    for station_dir in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        files = sorted(str(f) for pattern in TREE_PATTERNS for f in station_dir.rglob(pattern))
+        if files:
+            out[station_dir.name] = files
+    return out
+
+
+def run_tree(roots: list[str], out_dir: str, metadata: str | None = None, period_min: float | None = None,
+             jobs: int = 1, progress=sys.stderr, options: Options | None = None, digits: int | None = 6,
+             utc_offset_h: float | None = None, scheduler: str | None = None) -> int:
+    """Many stations' archives at once: every ``<root>/<station>/`` tree, all their work in one
+    run (one cluster submission), one ``<out_dir>/<station>.csv`` each; 0, or 1 if any file failed."""
+    started = time.monotonic()
+    stations: dict[str, list[str]] = {}
+    for root in roots:
+        if not Path(root).is_dir():
+            print(f"fluxedge: error: {root}: not a directory (with --tree, give the roots of station trees)",
+                  file=sys.stderr)
+            return 2
+        for name, files in stations_in(root).items():
+            stations.setdefault(name, []).extend(files)
+    if not stations:
+        print(f"fluxedge: error: no station directory with raw files under {', '.join(roots)}", file=sys.stderr)
+        return 1
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    plans = {name: plan(files, metadata, period_min, options, utc_offset_h) for name, files in stations.items()}
+    work = [item for items in plans.values() for item in items]
+    done = execute(work, jobs, scheduler, progress, sum(len(f) for f in stations.values()))
+    status, k = 0, 0
+    for name, items in plans.items():
+        part, k = done[k:k + len(items)], k + len(items)
+        status = max(status, write_output(part, len(stations[name]), Path(out_dir) / f"{name}.csv", digits,
+                                          progress, started))
+    return status
 
 
 def _progress(stream, done: int, total: int, started: float) -> None:

@@ -1,0 +1,58 @@
+"""Where the periods of ``flux process`` are computed: here (one process, or ``--jobs N`` local
+worker processes) or on an existing Dask distributed cluster (``--scheduler tcp://HOST:8786``).
+
+Each :class:`~station.reprocess.command.WorkItem` (a file, or files joined into periods) is one
+task; results come back in the order of the work, whatever order they finish in, so the output is
+the same bit for bit wherever it was computed. On a cluster a task whose worker dies is run again
+by the scheduler on another worker (Dask's own bookkeeping: its result is kept once); a task that
+fails for good (it raised, or killed ``allowed-failures`` workers) becomes a failed file in the
+report and the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+
+class SchedulerError(Exception):
+    """The cluster cannot be used (unreachable scheduler, no workers, no ``distributed``)."""
+
+
+def local(fn: Callable, work: list, jobs: int) -> Iterator:
+    """``fn`` over ``work`` in order: in this process, or in ``jobs`` worker processes."""
+    if jobs <= 1 or len(work) <= 1:
+        yield from map(fn, work)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(fn, work, chunksize=max(1, len(work) // (jobs * 8)))
+
+
+def on_cluster(fn: Callable, work: list, scheduler: str, failed: Callable[[object, str], object],
+               connect_timeout_s: float = 20.0) -> Iterator:
+    """``fn`` over ``work`` on the Dask cluster at ``scheduler``, results in the order of ``work``;
+    an item whose task failed for good yields ``failed(item, why)`` instead."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise SchedulerError("--scheduler needs dask distributed: pip install 'fluxedge[cluster]'") from None
+    try:
+        client = Client(scheduler, timeout=connect_timeout_s, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    try:
+        if not client.scheduler_info().get("workers"):
+            client.wait_for_workers(1, timeout=connect_timeout_s)
+        # pure=False: two identical items (the same file given twice) are two tasks, as they are locally
+        futures = client.map(fn, work, pure=False, retries=0)
+        for item, future in zip(work, futures, strict=True):
+            try:
+                yield future.result()
+            except Exception as exc:  # raised in the task, or KilledWorker after allowed-failures deaths
+                yield failed(item, f"{type(exc).__name__}: {exc}"[:500])
+            future.release()
+    except TimeoutError:
+        raise SchedulerError(f"the Dask scheduler at {scheduler} has no workers (start 'dask worker "
+                             f"{scheduler}' on the machines)") from None
+    finally:
+        client.close()
