@@ -143,6 +143,12 @@ def test_the_fleet_page_in_a_browser(tower):
             n.text for n in driver.find_elements(By.CSS_SELECTOR, "p.missing, #problem")]
         assert len(driver.find_elements(By.CSS_SELECTOR, "section.plot svg")) == len(sections)
         assert not driver.find_elements(By.ID, "silence-form")
+
+        def archive_shown():  # the station reports its raw archive in its next diag record
+            driver.get(link)
+            return re.fullmatch(r"[1-9]\d* files,\s+[\d.]+ MB, the newest written \d+ s ago",
+                                driver.find_element(By.ID, "archive").text)
+        wait_for(archive_shown, "the raw archive's state", 20, procs["station"])
         check_screenshot(driver, tmp / "station.png", 1280)
 
         # alarms: the tables, no acknowledge button when signed out

@@ -33,6 +33,9 @@ class StationRow:
     spool_depth: float | None = None
     spool_oldest_s: float | None = None
     disk_free_mb: float | None = None
+    archive_files: float | None = None
+    archive_mb: float | None = None
+    archive_age_s: float | None = None
     active_alarms: int = 0
 
 
@@ -103,6 +106,8 @@ def fleet(config: InfluxConfig, offline_after_s: float, now: float | None = None
             d = diag[name]
             row.spool_depth, row.spool_oldest_s = d.get("SPOOL_DEPTH"), d.get("SPOOL_OLDEST_S")
             row.disk_free_mb = d.get("DISK_FREE_MB")
+            row.archive_files, row.archive_mb = d.get("ARCHIVE_FILES"), d.get("ARCHIVE_MB")
+            row.archive_age_s = d.get("ARCHIVE_AGE_S")
         if name in state:
             row.state, row.state_since_s = str(state[name]["state"]), float(state[name]["time"])
         stale = row.last_contact_s is None or now - row.last_contact_s > offline_after_s

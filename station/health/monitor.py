@@ -22,6 +22,7 @@ from typing import Any
 from fluxedge import __version__
 from fluxedge.common import messages
 from fluxedge.common.logs import event
+from station.archive.writer import archive_files
 from station.health import sysprobe
 from station.health.alarms import AlarmEngine, rules_from_config
 from station.health.diagnostics import InstrumentInterval, InstrumentTap
@@ -151,12 +152,32 @@ class Monitor(threading.Thread):
         if records:
             self._put("met", records)
 
+    def archive_state(self, now: float) -> dict[str, float]:
+        """The raw archive: files, size [MB] and the age of the newest [s] (none while disabled)."""
+        arc = self.config.archive
+        if not arc.enabled:
+            return {}
+        files = archive_files(arc.root(self.config.spool.path))
+        sizes, newest = 0, None
+        for path in files:
+            try:
+                st = path.stat()
+            except OSError:  # pruned meanwhile
+                continue
+            sizes += st.st_size
+            newest = st.st_mtime if newest is None else max(newest, st.st_mtime)
+        state = {"ARCHIVE_FILES": float(len(files)), "ARCHIVE_MB": sizes / 2**20}
+        if newest is not None:
+            state["ARCHIVE_AGE_S"] = max(0.0, now - newest)
+        return state
+
     def station_interval(self, now: float, mono: float) -> InstrumentInterval:
         values: dict[str, float | None] = {
             "CPU_TEMP_DEGC": sysprobe.cpu_temperature_degc(), "LOAD_1M": sysprobe.load_1m(),
             "MEM_USED_PCT": sysprobe.memory_used_pct()}
         disk = sysprobe.disk_free(os.path.dirname(os.path.abspath(self.spool.path)))
         values["DISK_FREE_MB"] = None if disk is None else disk[0]
+        values.update(self.archive_state(now))
         values["SPOOL_DEPTH"] = self.spool.depth()
         values["SPOOL_OLDEST_S"] = self.spool.oldest_age_s() or 0.0
         values["SPOOL_DROPPED"] = self.spool.dropped()
