@@ -112,3 +112,10 @@ def test_an_unreachable_scheduler_is_one_line(trees, tmp_path):
     done = process(trees, tmp_path / "out", "--scheduler", f"tcp://127.0.0.1:{free_port()}", timeout=120)
     assert done.returncode == 2 and "cannot reach the Dask scheduler" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_worker_allocator_is_tuned_on_glibc():
+    """Dask's MALLOC_TRIM_THRESHOLD_ would make each period 2.4x slower (station/reprocess/executor.py)."""
+    from station.reprocess import executor
+
+    assert executor.tune_allocator() is True and executor.tune_allocator() is True

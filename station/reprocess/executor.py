@@ -11,8 +11,19 @@ report and the others go on.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+
+#: glibc mallopt(3) parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: arrays below this come from the heap and are reused between periods [bytes] (glibc's own upper
+#: bound of its dynamic threshold on 64-bit systems, DEFAULT_MMAP_THRESHOLD_MAX)
+MMAP_THRESHOLD = 32 * 2**20
+#: free memory at the top of the heap kept for the next period rather than given back [bytes]
+TRIM_THRESHOLD = 64 * 2**20
+_tuned = False
 
 
 class SchedulerError(Exception):
@@ -26,6 +37,32 @@ def local(fn: Callable, work: list, jobs: int) -> Iterator:
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         yield from pool.map(fn, work, chunksize=max(1, len(work) // (jobs * 8)))
+
+
+def tune_allocator() -> bool:
+    """Undo, in a Dask worker, what its nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` costs the engine.
+
+    Dask sets that variable for every worker so memory goes back to the OS (distributed docs,
+    "Memory not released back to the OS"). In glibc a fixed trim threshold also switches off the
+    dynamic mmap threshold (mallopt(3)), so every array over 128 KiB is mmap-ed and unmapped again:
+    a period took 0.22 s instead of 0.09 s (measured: MALLOC_TRIM_THRESHOLD_=65536 in a plain
+    process). Fixed thresholds of 32 MiB (mmap) and 64 MiB (trim) restore 0.086 s per period, with
+    the same peak resident memory (78 MB). A no-op where the C library has no mallopt (musl)."""
+    global _tuned
+    if _tuned:
+        return True
+    try:
+        libc = ctypes.CDLL(None)
+        _tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        _tuned = False
+    return _tuned
+
+
+def _on_worker(fn: Callable, item):
+    tune_allocator()
+    return fn(item)
 
 
 def on_cluster(fn: Callable, work: list, scheduler: str, failed: Callable[[object, str], object],
@@ -44,7 +81,7 @@ def on_cluster(fn: Callable, work: list, scheduler: str, failed: Callable[[objec
         if not client.scheduler_info().get("workers"):
             client.wait_for_workers(1, timeout=connect_timeout_s)
         # pure=False: two identical items (the same file given twice) are two tasks, as they are locally
-        futures = client.map(fn, work, pure=False, retries=0)
+        futures = client.map(functools.partial(_on_worker, fn), work, pure=False, retries=0)
         for item, future in zip(work, futures, strict=True):
             try:
                 yield future.result()
