@@ -22,7 +22,7 @@ DEGEB = ROOT.parent / "shared" / "data" / "ec" / "degeb-hs50-li7200-20hz" / "raw
 CLI = [sys.executable, "-m", "fluxedge.cli"]
 DASK = str(Path(sys.executable).with_name("dask"))
 STATIONS = ("geb-a", "geb-b", "geb-c")
-COPIES = 3  # each station: the 4 DE-Geb periods, 3 times (12 files): 36 tasks in all
+COPIES = 5  # each station: the 4 DE-Geb periods, 5 times (20 files): 60 tasks in all
 
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen:
@@ -98,9 +98,17 @@ def test_a_cluster_gives_the_local_results_bit_for_bit_even_when_a_worker_dies(c
     run = subprocess.Popen([*CLI, "flux", "process", "--tree", str(trees), "-o", str(tmp_path / "killed"),
                             "--scheduler", address, "--digits", "full"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)
-    assert run.poll() is None, "the run ended before the worker could be killed: give it more work"
-    os.killpg(procs[1].pid, signal.SIGKILL)
+    from distributed import Client
+
+    with Client(address, timeout=30, set_as_default=False) as watcher:
+        w0 = next(a for a, w in watcher.scheduler_info()["workers"].items() if w["name"] == "w0")
+        deadline = time.monotonic() + 120
+        while not watcher.processing().get(w0):  # w0 is computing one of this run's tasks
+            assert run.poll() is None and time.monotonic() < deadline, "w0 got no task to be killed in"
+            time.sleep(0.05)
+        time.sleep(0.5)  # and has finished a few, whose results it holds
+        assert run.poll() is None, "the run ended before the worker could be killed: give it more work"
+        os.killpg(procs[1].pid, signal.SIGKILL)
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == 0, stderr
     assert outputs(tmp_path / "killed") == expected  # nothing lost, nothing twice
