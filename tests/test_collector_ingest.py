@@ -308,7 +308,12 @@ def test_the_watchdog_covers_the_alarm_thread(tmp_path, mosquitto, notify_socket
     try:
         got = _datagrams(sock, lambda g: len(g) >= 3)  # READY and pings: healthy before any write
         assert got[0][1].startswith("READY=1") and got[-1][1] == "WATCHDOG=1"
-        # a station comes online: the leader stores its state, and that write hangs
+        # once the alarm service leads (a status before that is only mirrored, not stored) ...
+        deadline = time.monotonic() + 60
+        while "alarms_leader" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.1)
+        # ... a station comes online: the leader stores its state, and that write hangs
         station.publish("ahang/v1/tower-9/status", b'{"state":"online","station":"tower-9"}', qos=1,
                         retain=True).wait_for_publish(5)
         got += _datagrams(sock, lambda g: bool(g) and g[-1][1] == "STOPPING=1", limit_s=60)
