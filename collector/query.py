@@ -50,5 +50,10 @@ def influxql(config: InfluxConfig, query: str, database: str | None = None, meth
     return rows
 
 
+def quote_string(value: str) -> str:
+    """An InfluxQL single-quoted string literal of ``value`` (backslash and quote escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def create_database(config: InfluxConfig, name: str) -> None:
     influxql(config, f'CREATE DATABASE "{name}"', database=name, method="POST")

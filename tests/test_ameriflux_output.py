@@ -147,7 +147,7 @@ def test_every_computed_ameriflux_quantity_is_a_column(tmp_path):
     computed = [k for k in row.results if k in ameriflux.COLUMNS]
     assert {"FC_RANDUNC", "ET", "TA", "RH"} <= set(computed)
     for name in computed:  # each as the engine computed it
-        assert csv_row[name] == ameriflux._cell(name, row.results[name], None), name
+        assert csv_row[name] == ameriflux.cell(name, row.results[name], None), name
     assert not any(c in header for c in ameriflux.CH4_COLUMNS)  # no methane analyser at this site
     # units as AmeriFlux gives them
     assert ameriflux.COLUMNS["ET"] == "mm hour-1" and ameriflux.COLUMNS["TA"] == "deg C"

@@ -325,7 +325,7 @@ def assert_identical(live: dict, path: Path, tmp_path: Path, options: Options, c
     compared = [c for c in csv_row if c in ameriflux.COLUMNS]
     assert len(compared) >= 25
     for column in compared:
-        assert csv_row[column] == ameriflux._cell(column, live.get(column), None), column
+        assert csv_row[column] == ameriflux.cell(column, live.get(column), None), column
         if column not in ameriflux.INTEGER_COLUMNS and csv_row[column] != "-9999":
             assert same(float(csv_row[column]), live[column]), column
     return csv_row

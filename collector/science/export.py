@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -72,20 +71,12 @@ def _check_frame(frame: pd.DataFrame) -> int:
     return period_s
 
 
-def _format(value: float, name: str) -> str:
-    if value is None or not math.isfinite(value):
-        return str(ameriflux.MISSING)
-    if name in ameriflux.INTEGER_COLUMNS or name.endswith("_QC"):
-        return str(int(value))
-    return repr(float(value))  # the shortest text that reads back as the same float: the stored value, exactly
-
-
 def render(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the file for a period frame."""
     period_s = _check_frame(frame)
     names = variables(frame)
     starts, ends = _stamps(frame.index, period_s)
-    columns = [[_format(v, n) for v in frame[n].to_numpy(dtype=float)] for n in names]
+    columns = [[ameriflux.cell(n, v, digits=None) for v in frame[n].to_numpy(dtype=float).tolist()] for n in names]
     rows = [[s, e, *cells] for s, e, *cells in zip(starts, ends, *columns, strict=True)]
     return ["TIMESTAMP_START", "TIMESTAMP_END", *names], rows
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from collector.config import InfluxConfig
-from collector.query import influxql
+from collector.query import influxql, quote_string
 from fluxedge.common.messages import DIAG_FIELDS, FLUX_FIELDS, MET_FIELDS, met_base
 from fluxedge.common.sitetime import standard_offset_s, zone
 
@@ -77,10 +77,6 @@ def _rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _chunks(start: datetime, end: datetime, step: timedelta):
     t = start
     while t < end:
@@ -94,7 +90,7 @@ def _rows(config: InfluxConfig, measurement: str, station: str, start: datetime,
     upper = "<=" if end_inclusive else "<"
     for a, b in _chunks(start, end, step):
         lower = ">" if end_inclusive else ">="
-        rows += influxql(config, f"SELECT * FROM {measurement} WHERE station = {_quote(station)} "
+        rows += influxql(config, f"SELECT * FROM {measurement} WHERE station = {quote_string(station)} "
                                  f"AND time {lower} '{_rfc3339(a)}' AND time {upper} '{_rfc3339(b)}'")
     return rows
 

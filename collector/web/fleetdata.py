@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from collector.config import InfluxConfig
-from collector.query import QueryError, influxql
+from collector.query import QueryError, influxql, quote_string
 
 ALARM_DAYS = 90
 QC = ("FC_SSITC_TEST", "LE_SSITC_TEST", "H_SSITC_TEST", "FCH4_SSITC_TEST")
@@ -62,13 +62,9 @@ def _newest(config: InfluxConfig, query: str) -> dict[str, dict]:
     return {str(r["station"]): r for r in rows if r.get("station")}
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def alarms(config: InfluxConfig, station: str | None = None, days: float = ALARM_DAYS) -> list[AlarmRow]:
     """Every alarm transition of the last ``days``, oldest first."""
-    where = f"time > now() - {int(days * 86400)}s" + (f" AND station = {_quote(station)}" if station else "")
+    where = f"time > now() - {int(days * 86400)}s" + (f" AND station = {quote_string(station)}" if station else "")
     rows = influxql(config, f"SELECT * FROM alarm_event WHERE {where}")
     return [AlarmRow(str(r.get("id")), str(r.get("station")), str(r.get("rule")), str(r.get("source")),
                      str(r.get("state")), str(r.get("severity")), str(r.get("what") or ""), float(r["time"]),

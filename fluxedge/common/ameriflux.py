@@ -41,12 +41,12 @@ def timestamp(unix_s: float) -> str:
     return time.strftime("%Y%m%d%H%M", time.gmtime(unix_s))
 
 
-def _cell(name: str, value: float | int | None, digits: int | None = 6) -> str:
+def cell(name: str, value: float | int | None, digits: int | None = 6) -> str:
     """One value: ``digits`` significant digits, or with ``None`` Python's ``repr`` (the shortest text
     that reads back as the same float64, so a CSV can be compared exactly)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return str(MISSING)
-    if name in INTEGER_COLUMNS:
+    if name in INTEGER_COLUMNS or name.endswith("_QC"):  # flags, FLUXNET's gap-fill quality too
         return str(int(value))
     return repr(float(value)) if digits is None else f"{value:.{digits}g}"
 
@@ -61,7 +61,7 @@ def write(out: IO[str], rows: Iterable[tuple[float, float, dict[str, float]]], c
     writer.writerow(["TIMESTAMP_START", "TIMESTAMP_END", *names])
     n = 0
     for start, end, results in rows:
-        writer.writerow([timestamp(start), timestamp(end), *(_cell(c, results.get(c), digits) for c in names)])
+        writer.writerow([timestamp(start), timestamp(end), *(cell(c, results.get(c), digits) for c in names)])
         n += 1
     return n
 
