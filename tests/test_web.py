@@ -52,6 +52,12 @@ def browser(width: int = 1280, height: int = 900, phone: bool = False) -> webdri
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
+def text_of(driver: webdriver.Chrome, css: str) -> str | None:
+    """An element's text read in one step: the fleet page reloads itself, so a held element goes stale."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                                 css)
+
+
 def check_screenshot(driver: webdriver.Chrome, path, width: int) -> None:
     png = driver.get_screenshot_as_png()
     path.write_bytes(png)
@@ -129,10 +135,9 @@ def test_the_fleet_page_in_a_browser(tower):
     try:
         # the fleet: the station, online, with its last flux
         driver.get(url + "/")
-        row = driver.find_element(By.CSS_SELECTOR, f"tr[data-station='{STATION}']")
         (last,) = influxql(db, f"SELECT FC FROM flux WHERE station = '{STATION}' ORDER BY time DESC LIMIT 1")
-        assert row.find_element(By.CSS_SELECTOR, "td.fc").text == f"{last['FC']:.3g}"
-        assert row.find_element(By.CSS_SELECTOR, "td.state").text == "online"
+        assert text_of(driver, f"tr[data-station='{STATION}'] td.fc") == f"{last['FC']:.3g}"
+        assert text_of(driver, f"tr[data-station='{STATION}'] td.state") == "online"
         check_screenshot(driver, tmp / "fleet.png", 1280)
 
         # the station: fluxes by QC, diurnal cycle, health as inline SVG; no silence form when signed out
@@ -200,8 +205,8 @@ def test_the_fleet_page_in_a_browser(tower):
         os.killpg(procs["station"].pid, signal.SIGKILL)
         procs["station"].wait()
         driver.get(url + "/")
-        wait_for(lambda: driver.find_element(By.CSS_SELECTOR, f"tr[data-station='{STATION}'] td.state").text
-                 == "offline", "offline on the page", 40, procs["web"], procs["collector"])
+        wait_for(lambda: text_of(driver, f"tr[data-station='{STATION}'] td.state") == "offline",
+                 "offline on the page", 40, procs["web"], procs["collector"])
         check_screenshot(driver, tmp / "fleet-offline.png", 1280)
 
         # the offline alarm, acknowledged by the signed-in technician from the alarms page
