@@ -1,9 +1,13 @@
 """What one averaging period costs in the flux worker: the .ghg archive write, the live flux
-computation, the whole round trip through the worker process, and reprocessing the archived file.
+computation, the whole round trip through the worker process, and reprocessing the archived file,
+beside reprocessing a LI-COR file of the same length.
 
     .venv/bin/python bench/archive.py [--minutes 30] [--rate 20] [--repeat 3]
 
-Data: the emulator's turbulence model seen by a CSAT3 + LI-7500 (3 % dropped sonic samples).
+Data: the emulator's turbulence model seen by a CSAT3 + LI-7500 (3 % dropped sonic samples), at
+the instruments' resolution as the station keeps it (``at_instrument_resolution``); for contrast
+the same block archived at full float64 precision (every value 17 digits, as the station wrote
+before issue 19). The LI-COR file is the first real DE-Geb half hour (20 Hz LI-7200, 30 min).
 Prints medians in seconds, the archive size, and whether reprocessing reproduced every result.
 """
 
@@ -20,11 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+DATA = Path(__import__("os").environ.get("FLUXEDGE_EC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+                                         / "ec"))
+LICOR_GHG = sorted((DATA / "degeb-hs50-li7200-20hz" / "raw").glob("*.ghg"))
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from firmware_bridge.turbulence import TurbulenceModel, TurbulenceSpec, observe  # noqa: E402
 from station.acquisition.periodblock import ArchiveSettings, JobConfig, PeriodBlock, TowerInfo  # noqa: E402
+from station.acquisition.resolution import at_instrument_resolution  # noqa: E402
 from station.archive.writer import Archive  # noqa: E402
 from station.flux.pipeline import Options  # noqa: E402
 from station.processing.fluxjob import compute  # noqa: E402
@@ -61,8 +70,19 @@ def main() -> int:
         settings = ArchiveSettings(tmp, max_disk_used_pct=100.0)
         archive = Archive(settings)
         write_s, compute_s, reprocess_s, sizes, identical = [], [], [], [], True
+        full_s, full_sizes, licor_s = [], [], []
         for k in range(args.repeat):
-            b = block(args.minutes, args.rate, 1_795_000_200 + k * period_s, k)
+            unrounded = block(args.minutes, args.rate, 1_795_000_200 + k * period_s, k)
+            b = at_instrument_resolution(unrounded, TOWER)  # as the worker's run_job does
+            full = Archive(ArchiveSettings(tmp + "/full", max_disk_used_pct=100.0)).write(unrounded, TOWER)
+            full_sizes.append(full.stat().st_size)
+            t = time.perf_counter()
+            process_file(str(full), options=Options())
+            full_s.append(time.perf_counter() - t)
+            if LICOR_GHG:
+                t = time.perf_counter()
+                process_file(str(LICOR_GHG[0]), options=Options())
+                licor_s.append(time.perf_counter() - t)
             t = time.perf_counter()
             path = archive.write(b, TOWER)
             write_s.append(time.perf_counter() - t)
@@ -98,6 +118,10 @@ def main() -> int:
     print(f"worker round trip (archive+flux):  {statistics.median(trip_s):.3f} s (submit -> outcome in the parent)")
     print(f"flux process on the archived file: {statistics.median(reprocess_s):.3f} s")
     print(f"reprocessed results bit-identical to live: {identical}")
+    print(f"flux process, same block at float64 precision: {statistics.median(full_s):.3f} s, "
+          f"{statistics.median(full_sizes) / 2**20:.2f} MiB per file")
+    if licor_s:
+        print(f"flux process on a LI-COR file ({LICOR_GHG[0].name}): {statistics.median(licor_s):.3f} s")
     return 0 if identical else 1
 
 

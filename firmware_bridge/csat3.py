@@ -22,6 +22,10 @@ CHANNELS = ("u", "v", "w", "t_sonic", "speed_of_sound", "diag", "counter")
 RECORD_COUNTER = ("counter", 64)
 UNITS = {"u": "m s-1", "v": "m s-1", "w": "m s-1", "t_sonic": "degC", "speed_of_sound": "m s-1",
          "diag": "raw diagnostic word", "counter": "0..63"}
+#: The step of each float channel (:mod:`firmware_bridge.resolution`): u, v, w are counts of 2, 1, 0.5 or
+#: 0.25 mm s-1 by range (5 decimals hold every one); c counts 1 mm s-1, so Ts (c**2 / 402.684 - 273.15)
+#: moves in steps of about 1.7 mK: 4 decimals lose nothing of it.
+RESOLUTION = {"u": ".5f", "v": ".5f", "w": ".5f", "t_sonic": ".4f", "speed_of_sound": ".3f"}
 
 #: m s-1 per count, indexed by the 2-bit range code (NIDAS ``scale[]``).
 RANGE_SCALE_M_S = np.array([0.002, 0.001, 0.0005, 0.00025])

@@ -40,6 +40,8 @@ CHANNELS = ("u", "v", "w", "t_sonic", "diag", "counter")
 RECORD_COUNTER = ("counter", 64)
 UNITS = {"u": "m s-1", "v": "m s-1", "w": "m s-1", "t_sonic": "degC", "diag": "diagnostic bit field",
          "counter": "0..63"}
+#: The step of each float channel (:mod:`firmware_bridge.resolution`): the ASCII record's 5 decimals.
+RESOLUTION = {"u": ".5f", "v": ".5f", "w": ".5f", "t_sonic": ".5f"}
 
 #: Diagnostic word bits (instruments.md section 2, CSAT3B manual "diagnostic word").
 FLAG_BITS = {"amplitude_low": 0, "amplitude_high": 1, "poor_lock": 2, "delta_c_high": 3, "acquiring": 4,

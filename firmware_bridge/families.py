@@ -8,6 +8,10 @@ Every family module has the same shape (like a Telegraf input plugin):
 - ``CHANNELS`` and ``UNITS``: documented channel names (sonics ``u``, ``v``, ``w`` [m s-1],
   ``t_sonic`` [degC], ``diag``; gas analysers ``co2``, ``h2o`` [mmol m-3], ``pressure`` [kPa],
   ``temperature`` [degC], ``diag``, ``signal_strength`` [%]);
+- ``RESOLUTION``: float channel -> the step the instrument resolves, as a format spec (``".5f"``
+  five decimals, ``".8g"`` eight significant digits; :mod:`firmware_bridge.resolution`): the
+  station keeps and archives every value at it, so a value derived in float64 (counts times a
+  scale) carries no digits the instrument never had;
 - ``Parser(**options)``: ``feed(bytes) -> Batch`` and ``stats`` (:class:`frames.ParseStats`);
   never raises on bytes, counts what it rejects;
 - ``RECORD_COUNTER``: ``(channel, modulus)`` of the instrument's own record counter (CSAT3

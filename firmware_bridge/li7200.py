@@ -45,6 +45,8 @@ UNITS = {"index": "record index (Ndx)", "diag": "diagnostic value (DiagVal)", "c
          "h2o": "mmol m-3", "co2_mf": "umol mol-1", "h2o_mf": "mmol mol-1", "temperature": "degC",
          "pressure": "kPa", "signal_strength": "%", "t_in": "degC", "t_out": "degC", "dpressure": "kPa",
          "flow": "lpm"}
+#: The step of each float channel (:mod:`firmware_bridge.resolution`): LI-COR's 8 significant digits.
+RESOLUTION = licor.resolution(CHANNELS)
 LABELS = {"Ndx": "index", "DiagVal": "diag", "CO2D": "co2", "H2OD": "h2o", "CO2MFd": "co2_mf",
           "CO2MF": "co2_mf", "H2OMFd": "h2o_mf", "H2OMF": "h2o_mf", "Temp": "temperature", "Pres": "pressure",
           "TempIn": "t_in", "TempOut": "t_out", "DPres": "dpressure", "VolFlowRate": "flow",

@@ -41,6 +41,8 @@ CHANNELS = ("index", "diag", "co2", "h2o", "co2_mf", "h2o_mf", "temperature", "p
 UNITS = {"index": "record index (Ndx)", "diag": "diagnostic value (DiagVal)", "co2": "mmol m-3",
          "h2o": "mmol m-3", "co2_mf": "umol mol-1", "h2o_mf": "mmol mol-1", "temperature": "degC",
          "pressure": "kPa", "signal_strength": "% (original LI-7500: AGC %, high = dirty)"}
+#: The step of each float channel (:mod:`firmware_bridge.resolution`): LI-COR's 8 significant digits.
+RESOLUTION = licor.resolution(CHANNELS)
 #: Instrument labels -> channels (see the module docstring for what is verified).
 LABELS = {"Ndx": "index", "DiagVal": "diag", "CO2D": "co2", "H2OD": "h2o", "CO2MF": "co2_mf",
           "H2OMF": "h2o_mf", "Temp": "temperature", "Pres": "pressure", "CO2SS": "signal_strength"}

@@ -33,7 +33,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from firmware_bridge import device
+from firmware_bridge import device, licor
 from firmware_bridge.frames import Batch, ParseStats, complete_lines
 from firmware_bridge.turbulence import R_J_MOL_K
 
@@ -50,6 +50,9 @@ CHANNELS = ("time", "msec", "diag", "ch4", "ch4_mf", "temperature", "pressure", 
 UNITS = {"time": "s since 1970-01-01 UTC", "msec": "ms", "diag": "DIAG bit field", "ch4": "mmol m-3",
          "ch4_mf": "umol mol-1", "temperature": "degC", "pressure": "kPa", "rssi": "%", "signal_strength": "%",
          "drop_rate": "%"}
+#: The step of each float channel (:mod:`firmware_bridge.resolution`): LI-COR's 8 significant digits
+#: (RSSI, the signal strength, is sent as text too).
+RESOLUTION = {**licor.resolution(CHANNELS), "signal_strength": licor.SIGNIFICANT}
 #: Header labels -> channels (SECONDS/NANOSECONDS are combined into ``time``).
 LABELS = {"MSEC": "msec", "DIAG": "diag", "CH4D": "ch4", "CH4": "ch4_mf", "TEMP": "temperature",
           "PRESSURE": "pressure", "RSSI": "rssi", "DROPRATE": "drop_rate"}

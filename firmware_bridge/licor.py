@@ -58,6 +58,17 @@ MISSING = -1
 #: [%] per code of the original LI-7500, whose sense is opposite (high AGC = dirty window).
 SS_PCT_PER_CODE = 6.67
 AGC_PCT_PER_CODE = 6.25
+#: LI-COR writes floats with 8 significant digits (:func:`licor_number`, as the manual's records).
+SIGNIFICANT = ".8g"
+
+
+def resolution(channels: tuple[str, ...]) -> dict[str, str]:
+    """A LI-COR family's ``RESOLUTION``: its float channels at 8 significant digits, the signal
+    strength decoded from the diagnostic value (a code times 6.67 or 6.25 %) at 2 decimals."""
+    steps = {c: SIGNIFICANT for c in channels if c not in ("index", "diag", "time", "msec")}
+    if "signal_strength" in steps:
+        steps["signal_strength"] = ".2f"
+    return steps
 #: ``signal_low`` when signal strength falls below this [%]. Our choice, in the spirit of EasyFlux's
 #: 70 % signal-strength screen; the LI-7500DS raises its own DIRT bit below 80 (section 4). Codes
 #: 0-10 (<= 66.7 %) are low, 11-15 (>= 73.4 %) are not.

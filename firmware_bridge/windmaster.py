@@ -54,6 +54,9 @@ CHANNELS = ("u", "v", "w", "t_sonic", "speed_of_sound", "diag", "w_boost")
 UNITS = {"u": "m s-1", "v": "m s-1", "w": "m s-1", "t_sonic": "degC", "speed_of_sound": "m s-1",
          "diag": "Gill status code (00..0B)", "w_boost": "bool (firmware 2329.x.y, x < 700)",
          "analog1": "V", "analog2": "V", "analog3": "V", "analog4": "V", "prt": "degC"}
+#: The step of each float channel (:mod:`firmware_bridge.resolution`): wind in 0.01 (J1) or 0.001 m s-1
+#: (J2), c in 0.01 m s-1; Ts, sent with 2 decimals or derived from c (steps of about 17 mK), to 3.
+RESOLUTION = {"u": ".3f", "v": ".3f", "w": ".3f", "t_sonic": ".3f", "speed_of_sound": ".2f"}
 #: M1 with speed of sound and sonic temperature, no analogue inputs or PRT.
 DEFAULT_FIELDS = ("u", "v", "w", "units", "speed_of_sound", "t_sonic", "status")
 #: Field kinds a field list may name, with the column they fill.

@@ -20,6 +20,7 @@ from conftest import EC_DATA
 
 from firmware_bridge import csat3, li7500
 from firmware_bridge.replay import read_toa5
+from firmware_bridge.resolution import at_resolution
 from fluxedge.demo import towerconfig
 from fluxedge.demo.towerconfig import Instrument
 from station.archive.writer import archive_path
@@ -35,12 +36,14 @@ CLI = [sys.executable, "-m", "fluxedge.cli"]
 
 
 def encoded(obs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` records as the station receives them: through the emulated instruments' bytes
-    and the station's parsers."""
+    """The first ``n`` records as the station keeps them: through the emulated instruments' bytes
+    and the station's parsers, at the instruments' resolution (their families' ``RESOLUTION``)."""
     part = {k: v[:n] for k, v in obs.items()}
     sonic = csat3.Parser().feed(b"".join(csat3.Device(rate_hz=RATE_HZ).frames(part, 0))).columns
     gas = li7500.Parser().feed(b"".join(li7500.Device(rate_hz=RATE_HZ).frames(part, 0))).columns
     assert len(sonic["u"]) == n and len(gas["co2"]) == n
+    sonic = {k: at_resolution(sonic[k], csat3.RESOLUTION[k]) for k in ("u", "v", "w", "t_sonic")}
+    gas = {k: at_resolution(gas[k], li7500.RESOLUTION[k]) for k in ("co2", "h2o")}
     return {"u": sonic["u"], "v": sonic["v"], "w": sonic["w"], "ts": sonic["t_sonic"] + 273.15,
             "co2": gas["co2"], "h2o": gas["h2o"]}
 

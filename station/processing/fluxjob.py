@@ -8,6 +8,11 @@ setup comes from :func:`station.reprocess.enginesetup.setup_for` and the results
 :func:`station.flux.pipeline.process`. The archive therefore reprocesses bit for bit to the live
 results with the same processing options.
 
+Both start from the block at its instruments' resolution
+(:func:`station.acquisition.resolution.at_instrument_resolution`): a value derived in float64 (a
+CSAT3's counts times its scale) is archived as ``0.78675``, not ``0.7867500000000001``, and the
+live fluxes are computed from exactly those values.
+
 Every gas analyser of the tower is in the block and the file (:func:`station.archive.ghgformat.layout`), so
 the engine gets co2, h2o and ch4 each with its own analyser's geometry. CH4 from an LI-7700 is an
 open-path density with the WPL terms and the LI-7700 spectroscopic corrections (McDermitt et al.
@@ -26,6 +31,7 @@ import numpy as np
 
 from fluxedge.common.logs import event
 from station.acquisition.periodblock import JobConfig, PeriodBlock, PeriodOutcome, TowerInfo
+from station.acquisition.resolution import at_instrument_resolution
 from station.archive.ghgformat import ColumnSpec, column_values, layout, metadata_text
 from station.archive.writer import Archive, ArchiveError, archive_path, file_stem
 from station.flux.pipeline import Options, process
@@ -79,8 +85,9 @@ def engine_results(raw: RawPeriod, options: Options) -> dict[str, float]:
 
 
 def compute(block: PeriodBlock, tower: TowerInfo, options: Options) -> dict[str, float]:
-    """Every result of the live computation of ``block`` (the pipeline's names)."""
-    block = block.sanitized()
+    """Every result of the live computation of ``block`` (the pipeline's names), from the block at
+    its instruments' resolution as :func:`run_job` archives and computes it."""
+    block = at_instrument_resolution(block.sanitized(), tower)
     return engine_results(live_rawperiod(block, tower), options)
 
 
@@ -115,7 +122,7 @@ def expected_archive(block: PeriodBlock, job: JobConfig) -> Path | None:
 def run_job(block: PeriodBlock, job: JobConfig, *, do_compute: bool = True) -> PeriodOutcome:
     """Archive and process one period; never raises for bad data (the outcome says what happened)."""
     started = time.monotonic()
-    block = block.sanitized()
+    block = at_instrument_resolution(block.sanitized(), job.tower)
     path = archive_block(block, job)
     common = {"start_s": block.start_s, "end_s": block.end_s, "archive_path": path, "worker_pid": os.getpid(),
               "present": block.present, "expected": block.expected}
