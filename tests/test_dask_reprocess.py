@@ -127,3 +127,29 @@ def test_the_worker_allocator_is_tuned_on_glibc():
     from station.reprocess import executor
 
     assert executor.tune_allocator() is True and executor.tune_allocator() is True
+
+
+def test_one_bad_item_fails_alone_though_items_go_in_batches(cluster):
+    """Items go to the workers in batches (executor.batch_size); an item that raises, or that kills
+    every worker it runs on, is the only one reported failed: its batch-mates' results come back, in
+    the order of the work, each once."""
+    from station.reprocess import executor
+
+    address, _ = cluster
+    work = list(range(24))
+    assert executor.batch_size(len(work), 2) == 3  # 8 tasks, so the bad ones share a batch with good ones
+
+    def compute(x):
+        if x == 4:
+            raise ValueError("bad item 4")
+        if x == 10:
+            os._exit(3)  # takes its worker down, every time (the nanny restarts it)
+        return x * x
+
+    got = list(executor.on_cluster(compute, work, address, lambda item, why: ("failed", item, why)))
+    assert [g for g in got if not isinstance(g, tuple)] == [x * x for x in work if x not in (4, 10)]
+    failed = {g[1]: g[2] for g in got if isinstance(g, tuple)}
+    assert sorted(failed) == [4, 10]
+    assert failed[4] == "ValueError: bad item 4"
+    assert "KilledWorker" in failed[10]
+    assert [g if not isinstance(g, tuple) else g[1] for g in got] == [x if x in (4, 10) else x * x for x in work]
