@@ -1,5 +1,6 @@
-"""The ``.ghg`` reader inflates and parses its text a chunk at a time (station.rawdata._chunked):
-the result must be the one of reading the text whole, bit for bit, also in the corner cases."""
+"""The ``.ghg`` reader inflates and parses its text a chunk at a time (station.rawdata._chunked) and parses
+the metadata text a station's files share once: the results must be those of reading each file whole and
+alone, bit for bit, also in the corner cases."""
 
 from __future__ import annotations
 
@@ -129,3 +130,14 @@ def test_corrupt_archive_errors_are_unchanged(tmp_path):
     bad.write_bytes(bytes(raw))
     with pytest.raises(RawDataError, match=r"\.data is truncated or corrupt"):
         read_raw(bad)
+
+
+def test_embedded_metadata_is_parsed_once_and_names_each_file(monkeypatch):
+    calls = []
+    parse = ghg.parse_metadata
+    monkeypatch.setattr(ghg, "_METADATA", {})
+    monkeypatch.setattr(ghg, "parse_metadata", lambda text, source: calls.append(source) or parse(text, source))
+    first, second = (read_raw(p, variables=("u", "v", "w")) for p in DEGEB[:2])
+    assert len(calls) == 1  # the four DE-Geb files share one metadata text
+    assert first.metadata.source.startswith(str(DEGEB[0])) and second.metadata.source.startswith(str(DEGEB[1]))
+    assert first.metadata == ghg.read_ghg_metadata(DEGEB[0]) and second.metadata == ghg.read_ghg_metadata(DEGEB[1])

@@ -15,6 +15,7 @@ the rate.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import zipfile
 import zlib
@@ -76,6 +77,23 @@ def read_ghg_metadata(path: str | Path) -> Metadata:
         name = _member(zf, path, ".metadata", required=True)
         assert name is not None
         return parse_metadata(decode_text(_read_member(zf, path, name)), f"{path}!{name}")
+
+
+#: embedded ``.metadata`` bytes -> their parsed metadata: the files of a station mostly share one text, which
+#: then is parsed once per process (about 1 ms a file saved); a few texts are kept, the oldest go
+_METADATA: dict[bytes, Metadata] = {}
+_METADATA_KEPT = 8
+
+
+def _embedded_metadata(data: bytes, source: str) -> Metadata:
+    """The parsed metadata text ``data`` of the archive member ``source`` (errors name that source)."""
+    md = _METADATA.get(data)
+    if md is None:
+        md = parse_metadata(decode_text(data), source)
+        while len(_METADATA) >= _METADATA_KEPT:
+            del _METADATA[next(iter(_METADATA))]
+        _METADATA[data] = md
+    return md if md.source == source else dataclasses.replace(md, source=source)
 
 
 def _data_header(buf: bytes, path: Path) -> tuple[dict[str, str], list[str], int]:
@@ -177,7 +195,7 @@ def read_ghg(path: str | Path, metadata: Metadata | str | Path | None = None, *,
             meta_name = _member(zf, path, ".metadata", required=False)
             if meta_name is None:
                 raise RawDataError(path, "no .metadata file in the archive: pass metadata=")
-            md = parse_metadata(decode_text(_read_member(zf, path, meta_name)), f"{path}!{meta_name}")
+            md = _embedded_metadata(_read_member(zf, path, meta_name), f"{path}!{meta_name}")
         else:
             md = metadata if isinstance(metadata, Metadata) else load_metadata(metadata)
         source = f"{path}!{data_name}"
