@@ -12,8 +12,16 @@ Prints, each as the median of ``--repeat`` runs on one core:
      the engine (interpreter + NumPy + engine) and the difference, the period's own peak; and its
      PSS (/proc/self/smaps_rollup: shared pages counted once) after the period;
   4. a site-month: ``--month-files`` half hours (symlinks to the four real files) through
-     ``fluxedge flux process --jobs N``, wall time.
+     ``fluxedge flux process --jobs N``, wall time;
+  5. the whole command as a user runs it (issue 19): ``fluxedge flux process --jobs 1`` on 24 half hours
+     (symlinks to the four real files), each run a fresh process: its wall time (median of ``--repeat``),
+     the wall time per half hour (start-up and per-file costs included), the speed-up over EddyPro
+     (:data:`EDDYPRO_S_PER_PERIOD`), its peak resident memory (VmHWM, the child's ``ru_maxrss``) and the
+     resident memory of a process that has imported what the command imports. Twice: with the
+     bytecode cached as an installed package has it, and with the sources compiled at every start
+     (as under ``PYTHONDONTWRITEBYTECODE=1``, the development set-up).
 Targets (issue 4): <= 20 ms, <= 60 ms, <= 50 MB above the loaded interpreter, <= 120 s with 2 jobs.
+Targets (issue 19): 100x EddyPro's whole-process time per half hour; peak resident memory near EddyPro's 40 MB.
 """
 
 from __future__ import annotations
@@ -40,6 +48,15 @@ from station.reprocess.command import ENGINE_VARIABLES, setup_for  # noqa: E402
 DATA = Path(os.environ.get("FLUXEDGE_EC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ec"))
 GHG = sorted((DATA / "degeb-hs50-li7200-20hz" / "raw").glob("*.ghg"))
 WANTED = ("u", "v", "w", "ts", "pa", "co2", "h2o")
+#: EddyPro 7.0.9 (eddypro_rp, the reference runs' settings) whole-process time per 30-min DE-Geb period [s]:
+#: measured side by side with fluxedge on these 2-core machines, 24 periods (issue 19)
+EDDYPRO_S_PER_PERIOD = 4.7
+#: half hours of figure 5
+PROCESS_PERIODS = 24
+#: what ``fluxedge flux process`` imports, for the resident memory after imports
+_COMMAND_IMPORTS = ("import fluxedge.cli; fluxedge.cli.build_parser(); import station.reprocess.command; "
+                    "from pathlib import Path; print([l.split()[1] for l in Path('/proc/self/status').read_text()"
+                    ".splitlines() if l.startswith('VmRSS:')][0])")
 
 
 def one_period(path: Path, read: bool, raw=None):
@@ -87,11 +104,67 @@ def peak_resident(path: Path) -> dict[str, int]:
     return json.loads(proc.stdout.splitlines()[-1])
 
 
+def period_links(directory: Path, n: int) -> list[str]:
+    """``n`` symlinks to the real half hours, with distinct names (a site-month as the command sees it)."""
+    links = []
+    for i in range(n):
+        link = directory / f"p{i:05d}_{GHG[i % len(GHG)].name}"
+        link.symlink_to(GHG[i % len(GHG)])
+        links.append(str(link))
+    return links
+
+
+#: ``fluxedge <args>`` as ``python -m fluxedge.cli`` runs it, printing its VmHWM [kB] to stderr at the end. The
+#: child's ``ru_maxrss`` would not do: a child forked (or vforked) from this big process inherits its high-water
+#: mark across exec
+_COMMAND = ("import sys; from pathlib import Path; from fluxedge.cli import main; rc = main(sys.argv[1:]); "
+            "print('VmHWM', [l.split()[1] for l in Path('/proc/self/status').read_text().splitlines() "
+            "if l.startswith('VmHWM:')][0], file=sys.stderr); sys.exit(rc)")
+
+
+def timed_command(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall time [s] and peak resident memory (VmHWM) [kB] of ``fluxedge args`` in a fresh process."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _COMMAND, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"fluxedge {' '.join(args[:4])} ...: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+    return wall, int(proc.stderr.split("VmHWM")[-1].split()[0])
+
+
+def whole_process(repeat: int) -> None:
+    """Figure 5 (the module doc)."""
+    root = str(Path(__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        links = period_links(Path(tmp), PROCESS_PERIODS)
+        args = ["flux", "process", *links, "--jobs", "1", "-o", str(Path(tmp) / "out.csv")]
+        base = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+        cached = {k: v for k, v in base.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        cached["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")  # as installed: bytecode compiled once
+        for label, env in (("bytecode cached (installed)", cached),
+                           ("sources compiled at start", {**base, "PYTHONDONTWRITEBYTECODE": "1"})):
+            timed_command(args, env)  # warm: the page cache, and the bytecode cache of the first set-up
+            runs = [timed_command(args, env) for _ in range(repeat)]
+            wall = statistics.median(w for w, _ in runs)
+            hwm_mb = statistics.median(m for _, m in runs) / 1024
+            imported = subprocess.run([sys.executable, "-c", _COMMAND_IMPORTS], capture_output=True, text=True,
+                                      env=env, check=True, cwd=root)
+            per = wall / PROCESS_PERIODS
+            print(f"flux process --jobs 1, {PROCESS_PERIODS} half hours, {label}:")
+            print(f"{'  wall time of the whole command':45} {wall:8.2f} s")
+            print(f"{'  per half hour (start-up included)':45} {1e3 * per:8.1f} ms")
+            print(f"{f'  x EddyPro ({EDDYPRO_S_PER_PERIOD} s per half hour)':45} {EDDYPRO_S_PER_PERIOD / per:8.1f} x")
+            print(f"{'  peak resident (VmHWM)':45} {hwm_mb:8.1f} MB")
+            print(f"{'  resident after the command imports':45} {int(imported.stdout.split()[-1]) / 1024:8.1f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--month-files", type=int, default=1440)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-process", action="store_true", help="skip figure 5 (the whole command on 24 half hours)")
     ap.add_argument("--memory-child", metavar="GHG", help=argparse.SUPPRESS)  # the fresh process of figure 3
     args = ap.parse_args()
     if args.memory_child:
@@ -110,11 +183,7 @@ def main() -> None:
     print(f"{'  PSS after the period':45} {mem['pss_kb'] / 1024:8.1f} MB")
     if args.month_files:
         with tempfile.TemporaryDirectory() as tmp:
-            links = []
-            for i in range(args.month_files):
-                link = Path(tmp) / f"p{i:05d}_{GHG[i % len(GHG)].name}"
-                link.symlink_to(GHG[i % len(GHG)])
-                links.append(str(link))
+            links = period_links(Path(tmp), args.month_files)
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "fluxedge.cli", "flux", "process", *links, "--jobs",
                                    str(args.jobs), "-o", str(Path(tmp) / "month.csv")], capture_output=True, text=True)
@@ -122,6 +191,8 @@ def main() -> None:
             if proc.returncode:
                 raise SystemExit(proc.stderr[-2000:])
         print(f"{f'site-month, {args.month_files} half hours, --jobs {args.jobs}':45} {wall:8.1f} s")
+    if not args.no_process:
+        whole_process(args.repeat)
 
 
 if __name__ == "__main__":

@@ -444,29 +444,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _config_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a :class:`fluxedge.common.configschema.ConfigError`, without importing the schema
+    (tomllib, hashlib, difflib) for commands that read no config: if it was never imported, it is not one."""
+    schema = sys.modules.get("fluxedge.common.configschema")
+    return schema is not None and isinstance(exc, schema.ConfigError)
+
+
 def main(argv: list[str] | None = None) -> int:
     from fluxedge.common import logs
-    from fluxedge.common.configschema import ConfigError
 
     args = parse_args(argv)
     logs.setup(verbose=args.verbose, quiet=args.quiet)
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"fluxedge: error: {exc}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:
-        if exc.name not in OPTIONAL_EXTRAS:
-            raise
-        print(f"fluxedge: error: this command needs {exc.name}: pip install 'fluxedge[{OPTIONAL_EXTRAS[exc.name]}]'",
-              file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # output piped into head/less that quit early
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep interpreter shutdown quiet
-        return 0
+    except Exception as exc:
+        if _config_error(exc):
+            print(f"fluxedge: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, ModuleNotFoundError) and exc.name in OPTIONAL_EXTRAS:
+            print(f"fluxedge: error: this command needs {exc.name}: pip install "
+                  f"'fluxedge[{OPTIONAL_EXTRAS[exc.name]}]'", file=sys.stderr)
+            return 2
+        if isinstance(exc, BrokenPipeError):  # output piped into head/less that quit early
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep interpreter shutdown quiet
+            return 0
+        raise
 
 
 if __name__ == "__main__":

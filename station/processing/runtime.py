@@ -12,7 +12,6 @@ command, the flux worker and the benchmarks (the flux engine itself stays free o
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -31,12 +30,9 @@ def single_blas_thread() -> None:
 
 def keep_freed_memory() -> bool:
     """Tune glibc malloc as the module docstring says; False where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:  # the symbols the process has loaded, libc's among them (not ctypes.util.find_library: it runs
+        # ldconfig in a subprocess and imports subprocess, ~10 ms of every fluxedge command's start-up)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

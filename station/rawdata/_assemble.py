@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from station.rawdata._textparse import Records, parse_columns
+from station.rawdata._textparse import ParsedColumn, Records, parse_columns
 from station.rawdata.errors import RawDataError
 from station.rawdata.metadata import Column, Metadata
 from station.rawdata.units import GAS_MEASURE_TYPES, GASES, sonic_temperature_from_sos
@@ -109,6 +110,38 @@ def _preferred_gas_columns(wanted: list[Column], variables: Collection[str], gas
     return [c for c in wanted if (c.variable, c.measure_type or "molar_density") not in drop]
 
 
+class ColumnPlan(NamedTuple):
+    """Which record fields :func:`assemble` parses: the metadata's ``wanted`` columns, then ``extra``."""
+
+    wanted: list[Column]
+    ambient: dict[str, Column | None]
+    fields: list[int]
+    extra: dict[str, tuple[int, str]]
+
+
+def plan_columns(metadata: Metadata, *, nfields: int, field_offset: int, source: str, first_line: int | None,
+                 gas_preference: GasPreference = DEFAULT_GAS_PREFERENCE,
+                 extra: dict[str, tuple[int, str]] | None = None,
+                 variables: Collection[str] | None = None) -> ColumnPlan:
+    """The fields to parse from records of ``nfields`` fields (see :func:`assemble`); ``first_line`` (of the
+    first record) goes into the error raised when the metadata describes more columns than there are."""
+    _check_preference(gas_preference)
+    wanted: list[Column] = [c for c in metadata.read_columns if variables is None or selected(c, variables)]
+    if variables is not None:
+        wanted = _preferred_gas_columns(wanted, variables, gas_preference, metadata)
+    # the ambient T and p column EddyPro uses takes the plain name, whatever its place in the file
+    ambient = {v: min((c for c in wanted if c.variable == v), key=lambda c: _ambient_rank(c, metadata), default=None)
+               for v in AMBIENT_VARIABLES}
+    last = max((c.index for c in wanted), default=0) - 1 + field_offset
+    if wanted and last >= nfields:
+        col = max(wanted, key=lambda c: c.index)
+        raise RawDataError(source, f"metadata {metadata.source} describes column {col.index} ({col.variable}) but "
+                           f"records have only {nfields - field_offset} data fields", line=first_line)
+    extra = extra or {}
+    fields = [c.index - 1 + field_offset for c in wanted] + [j for j, _ in extra.values()]
+    return ColumnPlan(wanted, ambient, fields, extra)
+
+
 def assemble(records: Records, metadata: Metadata, *, field_offset: int, source: str,
              gas_preference: GasPreference = DEFAULT_GAS_PREFERENCE,
              extra: dict[str, tuple[int, str]] | None = None, variables: Collection[str] | None = None,
@@ -120,26 +153,23 @@ def assemble(records: Records, metadata: Metadata, *, field_offset: int, source:
     ``variables`` limits the columns read (see :func:`selected`). Returns columns, units, gas measure
     types and notes.
     """
-    _check_preference(gas_preference)
-    wanted: list[Column] = [c for c in metadata.read_columns if variables is None or selected(c, variables)]
-    if variables is not None:
-        wanted = _preferred_gas_columns(wanted, variables, gas_preference, metadata)
-    # the ambient T and p column EddyPro uses takes the plain name, whatever its place in the file
-    ambient = {v: min((c for c in wanted if c.variable == v), key=lambda c: _ambient_rank(c, metadata), default=None)
-               for v in AMBIENT_VARIABLES}
-    last = max((c.index for c in wanted), default=0) - 1 + field_offset
-    if wanted and last >= records.nfields:
-        col = max(wanted, key=lambda c: c.index)
-        raise RawDataError(source, f"metadata {metadata.source} describes column {col.index} ({col.variable}) but "
-                           f"records have only {records.nfields - field_offset} data fields",
-                           line=int(records.line[0]) if len(records) else None)
-    extra = extra or {}
-    fields = [c.index - 1 + field_offset for c in wanted] + [j for j, _ in extra.values()]
-    parsed = parse_columns(records, fields)
+    plan = plan_columns(metadata, nfields=records.nfields, field_offset=field_offset, source=source,
+                        first_line=int(records.line[0]) if len(records) else None, gas_preference=gas_preference,
+                        extra=extra, variables=variables)
+    parsed = parse_columns(records, plan.fields)
+    return convert(parsed, plan, metadata, source=source, gas_preference=gas_preference, notes=list(records.notes))
+
+
+def convert(parsed: Sequence[ParsedColumn], plan: ColumnPlan, metadata: Metadata, *, source: str,
+            gas_preference: GasPreference = DEFAULT_GAS_PREFERENCE, notes: list[str] | None = None,
+            ) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str], list[str]]:
+    """The parsed fields of ``plan`` (in its order) as canonical columns, their units, gas measure types
+    and notes (after ``notes``); the second half of :func:`assemble`."""
+    wanted, ambient, extra = plan.wanted, plan.ambient, plan.extra
     columns: dict[str, np.ndarray] = {}
     units: dict[str, str] = {}
     gas_types: dict[str, str] = {}
-    notes: list[str] = list(records.notes)
+    notes = list(notes or ())
     variants: dict[str, dict[str, str]] = {}  # gas -> measure type -> column name
     for col, result in zip(wanted, parsed, strict=False):
         values = result.values

@@ -15,6 +15,8 @@ the rate.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import zipfile
 import zlib
 from collections.abc import Collection
@@ -24,11 +26,12 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from fluxedge.common import sitetime
-from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, GasPreference, assemble
+from station.rawdata._assemble import DEFAULT_GAS_PREFERENCE, GasPreference, assemble, convert, plan_columns
+from station.rawdata._chunked import CHUNK_BYTES, INFLATE_BYTES, NotChunkableError, line_chunks, parse_chunked
 from station.rawdata._textparse import split_records
 from station.rawdata.delimited import period_bounds
 from station.rawdata.errors import RawDataError
-from station.rawdata.inflate import read_member
+from station.rawdata.inflate import iter_member, read_member
 from station.rawdata.metadata import Metadata, decode_text, load_metadata, parse_metadata
 from station.rawdata.period import RawPeriod
 
@@ -76,6 +79,23 @@ def read_ghg_metadata(path: str | Path) -> Metadata:
         return parse_metadata(decode_text(_read_member(zf, path, name)), f"{path}!{name}")
 
 
+#: embedded ``.metadata`` bytes -> their parsed metadata: the files of a station mostly share one text, which
+#: then is parsed once per process (about 1 ms a file saved); a few texts are kept, the oldest go
+_METADATA: dict[bytes, Metadata] = {}
+_METADATA_KEPT = 8
+
+
+def _embedded_metadata(data: bytes, source: str) -> Metadata:
+    """The parsed metadata text ``data`` of the archive member ``source`` (errors name that source)."""
+    md = _METADATA.get(data)
+    if md is None:
+        md = parse_metadata(decode_text(data), source)
+        while len(_METADATA) >= _METADATA_KEPT:
+            del _METADATA[next(iter(_METADATA))]
+        _METADATA[data] = md
+    return md if md.source == source else dataclasses.replace(md, source=source)
+
+
 def _data_header(buf: bytes, path: Path) -> tuple[dict[str, str], list[str], int]:
     """Header ``key: value`` pairs, the DATAH field names, and the number of lines before the first record."""
     header: dict[str, str] = {}
@@ -117,6 +137,50 @@ def _zone(name: str | None) -> tzinfo | None:
     return sitetime.zone(name)
 
 
+def _time_fields(names: list[str]) -> dict[str, tuple[int, str]]:
+    """The ``Seconds`` and ``Nanoseconds`` fields (UTC Unix time) as extra columns, if the file has them."""
+    if "Seconds" in names and "Nanoseconds" in names:
+        return {"_seconds": (names.index("Seconds"), "s"), "_nanoseconds": (names.index("Nanoseconds"), "ns")}
+    return {}
+
+
+def _read_whole(buf: bytes, path: Path, source: str, md: Metadata, gas_preference: GasPreference,
+                variables: Collection[str] | None) -> tuple[dict[str, str], int, tuple]:
+    """Header, number of records and :func:`assemble`'s result of the whole inflated ``.data`` text."""
+    header, names, header_lines = _data_header(buf, path)
+    records = split_records(buf, sep="\t", header_lines=header_lines, source=source, label=DATA_LABEL,
+                            nfields=len(names) if names else None)
+    if len(records) == 0:
+        raise RawDataError(source, "no DATA records")
+    return header, len(records), assemble(records, md, field_offset=1, source=source, gas_preference=gas_preference,
+                                          extra=_time_fields(names), variables=variables)
+
+
+def _read_chunked(zf: zipfile.ZipFile, name: str, path: Path, source: str, md: Metadata, gas_preference: GasPreference,
+                  variables: Collection[str] | None) -> tuple[dict[str, str], int, tuple]:
+    """As :func:`_read_whole`, inflating and parsing :data:`~station.rawdata._chunked.CHUNK_BYTES` of text at
+    a time; raises :class:`~station.rawdata._chunked.NotChunkableError` (or the archive's error) where the text
+    must be read whole."""
+    chunks = line_chunks(iter_member(zf, name, INFLATE_BYTES), CHUNK_BYTES)
+    first = next(chunks, b"")
+    try:
+        header, names, header_lines = _data_header(first, path)
+    except RawDataError:
+        raise NotChunkableError from None  # a header longer than a chunk, or none
+    extra = _time_fields(names)
+    plans = []
+
+    def plan_fields(records) -> list[int]:
+        plans.append(plan_columns(md, nfields=records.nfields, field_offset=1, source=source,
+                                  first_line=int(records.line[0]), gas_preference=gas_preference, extra=extra,
+                                  variables=variables))
+        return plans[0].fields
+
+    parsed, n = parse_chunked(itertools.chain((first,), chunks), header_lines=header_lines, source=source,
+                              label=DATA_LABEL, nfields=len(names) if names else None, plan_fields=plan_fields)
+    return header, n, convert(parsed, plans[0], md, source=source, gas_preference=gas_preference)
+
+
 def read_ghg(path: str | Path, metadata: Metadata | str | Path | None = None, *,
              gas_preference: GasPreference = DEFAULT_GAS_PREFERENCE, tz: tzinfo | None = None,
              start: datetime | None = None, variables: Collection[str] | None = None) -> RawPeriod:
@@ -131,26 +195,24 @@ def read_ghg(path: str | Path, metadata: Metadata | str | Path | None = None, *,
             meta_name = _member(zf, path, ".metadata", required=False)
             if meta_name is None:
                 raise RawDataError(path, "no .metadata file in the archive: pass metadata=")
-            md = parse_metadata(decode_text(_read_member(zf, path, meta_name)), f"{path}!{meta_name}")
+            md = _embedded_metadata(_read_member(zf, path, meta_name), f"{path}!{meta_name}")
         else:
             md = metadata if isinstance(metadata, Metadata) else load_metadata(metadata)
-        buf = _read_member(zf, path, data_name)
-    source = f"{path}!{data_name}"
-    header, names, header_lines = _data_header(buf, path)
-    if md.separator != "\t":
-        notes.append(f"metadata separator {md.separator!r} ignored: .ghg data are tab-separated")
-    records = split_records(buf, sep="\t", header_lines=header_lines, source=source, label=DATA_LABEL,
-                            nfields=len(names) if names else None)
-    if len(records) == 0:
-        raise RawDataError(source, "no DATA records")
-    extra = {}
-    if "Seconds" in names and "Nanoseconds" in names:
-        extra = {"_seconds": (names.index("Seconds"), "s"), "_nanoseconds": (names.index("Nanoseconds"), "ns")}
-    columns, units, gas_types, more = assemble(records, md, field_offset=1, source=source,
-                                               gas_preference=gas_preference, extra=extra, variables=variables)
+        source = f"{path}!{data_name}"
+        if md.separator != "\t":
+            notes.append(f"metadata separator {md.separator!r} ignored: .ghg data are tab-separated")
+        try:  # a few MiB of text at a time (station.rawdata._chunked)
+            header, n_records, (columns, units, gas_types, more) = _read_chunked(zf, data_name, path, source, md,
+                                                                                 gas_preference, variables)
+        except (NotChunkableError, RawDataError, zipfile.BadZipFile, EOFError, zlib.error, OSError, RuntimeError):
+            # read whole: what the text or the archive has wrong is reported as always
+            buf = _read_member(zf, path, data_name)
+            header, n_records, (columns, units, gas_types, more) = _read_whole(buf, path, source, md,
+                                                                               gas_preference, variables)
+            del buf
     notes += more
     time = None
-    if extra:
+    if "_seconds" in columns:
         time = columns.pop("_seconds") + columns.pop("_nanoseconds") * 1e-9
         units.pop("_seconds")
         units.pop("_nanoseconds")
@@ -159,13 +221,13 @@ def read_ghg(path: str | Path, metadata: Metadata | str | Path | None = None, *,
         notes.append(f"time zone {header.get('Timezone')!r} unknown: file name time taken as UTC")
         zone = UTC
     first = float(time[0]) if time is not None and np.isfinite(time[0]) else None
-    begin, end, more = period_bounds(path, md, len(records), start=start, prototype=None, tz=zone,
+    begin, end, more = period_bounds(path, md, n_records, start=start, prototype=None, tz=zone,
                                      first_sample=first)
     notes += more
     if first is not None and abs(first - begin.timestamp()) > 1.0 / md.acquisition_frequency_hz:
         notes.append(f"first sample time {datetime.fromtimestamp(first, UTC).isoformat()} differs from the "
                      f"period start {begin.isoformat()} taken from the file name")
-    return RawPeriod(source=path, start=begin, end=end, rate_hz=md.acquisition_frequency_hz, n_samples=len(records),
+    return RawPeriod(source=path, start=begin, end=end, rate_hz=md.acquisition_frequency_hz, n_samples=n_records,
                      columns=columns,
                      units=units, gas_types=gas_types, metadata=md, time=time, header=header, notes=tuple(notes))
 

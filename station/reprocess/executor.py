@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import functools
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 
 #: glibc mallopt(3) parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -38,6 +37,8 @@ def local(fn: Callable, work: list, jobs: int) -> Iterator:
     if jobs <= 1 or len(work) <= 1:
         yield from map(fn, work)
         return
+    from concurrent.futures import ProcessPoolExecutor  # ~10 ms of imports (multiprocessing) a --jobs 1 run spares
+
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         yield from pool.map(fn, work, chunksize=max(1, len(work) // (jobs * 8)))
 
