@@ -101,23 +101,25 @@ def split_records(buf: bytes, *, sep: str, header_lines: int, source: str, label
     # with TAB separators one comparison finds both TAB (9) and LF (10), unless the text holds
     # other control bytes (NUL padding of a cut-off file ...), which are among those hits: then
     # two exact comparisons
-    bounds = None
+    bounds = found = None
     if sep == "\t":
         bounds = _find_bounds(body, lambda part: part <= 10)
-        if np.any(np.take(body, bounds) < 9):
+        found = np.take(body, bounds)  # the byte at each bound (also tells the newlines below)
+        if np.any(found < 9):
             bounds = None
     if bounds is None:
         bounds = _find_bounds(body, lambda part: (part == ord(sep)) | (part == 10))
+        found = np.take(body, bounds)
     bounds += origin
+    is_nl = found == 10  # per hit (bounds after the first): the bound ends a line
     if start == 0:
         bounds = np.concatenate([np.array([-1], dtype=bounds.dtype), bounds])
+    else:
+        is_nl = is_nl[1:]  # the first bound found is the header's newline, not a hit
     terminated = buf.endswith(b"\n")
     if not terminated and data.size > start:
-        bounds = np.append(bounds, data.size)
-    hits = bounds[1:]
-    is_nl = np.take(data, hits, mode="clip") == 10  # (an appended end-of-data bound is fixed below)
-    if not terminated and hits.size:
-        is_nl[-1] = True
+        bounds = np.append(bounds, data.size)  # the end of the data ends the last line
+        is_nl = np.append(is_nl, True)
     ends = np.flatnonzero(is_nl)  # index into hits of each line's terminator -> bounds index + 1
     firsts = np.empty(ends.size, dtype=np.int64)
     if ends.size:
@@ -153,8 +155,8 @@ def _first_field_is(data: np.ndarray, bounds: np.ndarray, firsts: np.ndarray, la
     starts = bounds[firsts] + 1
     ends = bounds[firsts + 1]
     ok = (ends - starts) == len(label)
-    for k, byte in enumerate(label):
-        ok &= data[np.minimum(starts + k, data.size - 1)] == byte
+    for k, byte in enumerate(label):  # (past the end of the data: its last byte)
+        ok &= np.take(data[min(k, data.size - 1):], starts, mode="clip") == byte
     return ok
 
 
@@ -185,11 +187,12 @@ def parse_fields(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tupl
 def _parse_chunk(data: np.ndarray, starts: np.ndarray, lens: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Plain decimals ``[+-]digits[.digits]`` of one chunk into ``out``; returns the mask of other fields.
 
-    Characters are taken column by column (k-th byte of every field), bytes past a field's end
-    zeroed. A field is plain when its digits, its one dot and a leading sign account for all its
-    bytes, so only counts are needed, no per-character validity test. The mantissa accumulates by
-    Horner's rule without masks (a non-digit multiplies by 1 and adds 0); it stays an exact integer
-    (at most 15 digits) and one division by an exact power of ten rounds it correctly.
+    The k-th byte of every field is gathered into row k of one (width, n) array, bytes past a
+    field's end zeroed; the tests and counts then run on the whole array at once. A field is plain
+    when its digits, its one dot and a leading sign account for all its bytes, so only counts are
+    needed, no per-character validity test. The mantissa accumulates by Horner's rule, row by row,
+    without masks (a non-digit multiplies by 1 and adds 0); it stays an exact integer (at most 15
+    digits) and one division by an exact power of ten rounds it correctly.
     """
     n = starts.size
     if n == 0:
@@ -197,33 +200,30 @@ def _parse_chunk(data: np.ndarray, starts: np.ndarray, lens: np.ndarray, out: np
     width = min(int(lens.max()), _MAX_WIDTH)
     last = data.size - 1
     lens8 = np.clip(lens, 0, 255).astype(np.uint8)
-    at = np.minimum(starts, last)
-    c = data[at]
-    negative = c == 45
-    counted = (negative | (c == 43)).view(np.uint8).copy()  # a leading sign
-    mant = np.zeros(n)
-    digits = np.zeros(n, dtype=np.uint8)
-    dots = np.zeros(n, dtype=np.uint8)
-    dot_at = np.zeros(n, dtype=np.uint8)
-    nine, one = np.uint8(9), np.uint8(1)
-    for k in range(width):
-        if k:
-            at += 1
-            np.minimum(at, last, out=at)
-            c = data[at]
-        c *= lens8 > k
-        dv = c - np.uint8(48)
-        d = (dv < 10).view(np.uint8)
-        mant *= d * nine + one
-        mant += dv * d
-        digits += d
-        dot = (c == 46).view(np.uint8)
-        dots += dot
-        dot_at += dot * np.uint8(k)
+    c = np.empty((width, n), dtype=np.uint8)
+    for k in range(width):  # byte k of every field (past the end of the data: its last byte)
+        np.take(data[min(k, last):], starts, out=c[k], mode="clip")
+    negative = c[0] == 45
+    counted = (negative | (c[0] == 43)).view(np.uint8)  # a leading sign
+    c *= np.arange(width, dtype=np.uint8)[:, None] < lens8
+    dv = c - np.uint8(48)
+    d = (dv < 10).view(np.uint8)
+    dv *= d  # digit values, 0 elsewhere
+    mult = d * np.uint8(9)
+    mult += np.uint8(1)  # 10 at a digit, 1 elsewhere
+    mant = dv[0].astype(float)
+    for k in range(1, width):
+        mant *= mult[k]
+        mant += dv[k]
+    digits = d.sum(axis=0, dtype=np.uint8)
+    dot = (c == 46).view(np.uint8)
+    dots = dot.sum(axis=0, dtype=np.uint8)
+    dot *= np.arange(width, dtype=np.uint8)[:, None]
+    dot_at = dot.sum(axis=0, dtype=np.uint8)  # meaningful where there is exactly one dot
     counted += digits
     counted += dots
     bad = (counted != lens8) | (digits == 0) | (digits > 15) | (dots > 1) | (lens > width)
-    frac = lens8 - dot_at - one  # digits after the dot, when there is exactly one
+    frac = lens8 - dot_at - np.uint8(1)  # digits after the dot, when there is exactly one
     frac[dots != 1] = 0
     np.minimum(frac, 22, out=frac)
     np.divide(mant, np.take(_P10, frac), out=out)
