@@ -278,7 +278,8 @@ def _vm97(x: np.ndarray, names: list[str], gases: dict[str, GasSetup], setup: Se
                          despike_method="mauder" if options.despiking == "mauder" else "vm97",
                          sigma=options.sigma, max_consecutive=options.max_consecutive_spikes)
     res = vm97.vm97_flags(cols, setup.rate_hz, o)
-    cleaned = np.vstack([res.cleaned[n] + (273.15 if n == "ts" else 0.0) for n in names])
+    cleaned = np.vstack([res.cleaned[n] for n in names])
+    np.add(cleaned, np.array([273.15 if n == "ts" else 0.0 for n in names])[:, None], out=cleaned)  # back to K
     spikes = np.array([res.spikes.get(n, 0) for n in names])
     out = {f"VM97_{t.upper()}": float(res.code(t)) for t in (*vm97.VARIABLE_TESTS, *vm97.WIND_TESTS)}
     out["VM97_HARD_FLAGS"] = float(sum(v == 1 for t, f in res.flags.items() if t.endswith("_hf") for v in f.values())
@@ -431,7 +432,8 @@ def _random_errors(fl, idx, gases, res, setup: Setup, zm: float, u_mean: float) 
         x, w = x[:, ok[0]:ok[-1] + 1], w[ok[0]:ok[-1] + 1]
     err = np.atleast_1d(uncertainty.random_error(w, x, setup.rate_hz, z_m=zm, u_mean_ms=u_mean)["sigma"])
     with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.nanmean(w * x, axis=1)
+        # no gap left (the usual case): the plain mean, the same sums as nanmean's without its copy
+        c = (w * x).mean(axis=1) if len(ok) and len(ok) == x.shape[1] else np.nanmean(w * x, axis=1)
         scaled = np.abs(err * np.array([f0 for _, _, f0 in pairs]) / c)
     # like FCH4 itself, its uncertainty in nmol m-2 s-1 (AmeriFlux); the level-0 fluxes here are in umol
     unit = {"FCH4": 1e3}

@@ -74,13 +74,15 @@ def _cov(sxy, npair, sx, sy) -> np.ndarray:
     return np.where(npair > 0, cov, np.nan)
 
 
-def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int, backward: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Lagged covariances cov(a[i], b[i+k]) and cov(b[i], a[i+k]), k = 0..max_lag, each over the pairs
     present at that lag with that subset's own means, normalised by the pair count (EddyPro
-    ``LaggedCovarianceNoError``). Both directions come from the same inverse FFTs."""
+    ``LaggedCovarianceNoError``). Both directions come from the same inverse FFTs (``backward=False``:
+    the first only, the second is None)."""
     k = np.arange(max_lag + 1)
     if not (a.has_gaps or b.has_gaps):
-        sxy_f, sxy_b = _both_ways(np.fft.irfft(np.conj(a.x_hat) * b.x_hat, nfft), nfft, max_lag)
+        r = np.fft.irfft(np.conj(a.x_hat) * b.x_hat, nfft)
         npair = (n - k).astype(float)
 
         def head(x):  # sum x[0:k], k = 0..max_lag
@@ -90,7 +92,10 @@ def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> tup
             return head(x[..., ::-1])
 
         ta, tb = a.x0.sum(axis=-1, keepdims=True), b.x0.sum(axis=-1, keepdims=True)
-        fwd = _cov(sxy_f, npair, ta - tail(a.x0), tb - head(b.x0))
+        fwd = _cov(r[..., : max_lag + 1], npair, ta - tail(a.x0), tb - head(b.x0))
+        if not backward:
+            return fwd, None
+        sxy_b = _both_ways(r, nfft, max_lag)[1]
         back = _cov(sxy_b, npair, tb - tail(b.x0), ta - head(a.x0))
         return fwd, back
     a_m, b_m = a.mask_hat(nfft), b.mask_hat(nfft)
@@ -106,7 +111,7 @@ def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> tup
 
 def _lagged(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> np.ndarray:
     """cov(a[i], b[i+k]), k = 0..max_lag (see :func:`_lagged_pair`)."""
-    return _lagged_pair(a, b, n, nfft, max_lag)[0]
+    return _lagged_pair(a, b, n, nfft, max_lag, backward=False)[0]
 
 
 def _nfft(n: int, max_lag: int) -> int:

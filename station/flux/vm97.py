@@ -308,11 +308,12 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
             b.reshape(-1)[near] = np.where(np.isnan(wv), -1.0, bv)
     binned = (b >= 0) & (b < bins)
     bi = b.astype(np.int32)
-    bi[~binned] = -1
-    total = k * n_win * bins
-    # unbinned samples count in one extra cell past the end (cheaper than selecting the binned ones)
-    cell = np.where(binned, bi + (np.arange(k * n_win, dtype=np.int32) * bins).reshape(k, n_win, 1), total)
-    counts = np.bincount(cell.reshape(-1), minlength=total + 1)[:total].reshape(k, n_win, bins)
+    bi[~binned] = bins
+    # each window's histogram has one extra cell past its last bin for its unbinned samples
+    # (cheaper than selecting the binned ones); only drops and runs of binned samples use ``bi``
+    total = k * n_win * (bins + 1)
+    cell = bi + (np.arange(k * n_win, dtype=np.int32) * (bins + 1)).reshape(k, n_win, 1)
+    counts = np.bincount(cell.reshape(-1), minlength=total).reshape(k, n_win, bins + 1)[:, :, :bins]
     # bin of the previous binned sample of the window (EddyPro's ``drop``): unbinned samples are
     # skipped, so fill them with the last binned bin (sparse: they are few)
     filled = bi.copy()
@@ -335,9 +336,9 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
     empty_pct = 100.0 * (counts == 0).sum(axis=(1, 2)) / (bins * n_win)
     drops_ext = drops_ctr = np.zeros(k, dtype=np.int64)
     if dropouts != "runs":
-        drops = np.bincount(np.where(drop, cell, total).reshape(-1), minlength=total + 1)[:total]
+        drops = np.bincount(np.where(drop, cell, bins).reshape(-1), minlength=total)  # (else: a spare cell)
         cd = np.concatenate([np.zeros((k, n_win, 1), dtype=np.int64),
-                             np.cumsum(drops.reshape(k, n_win, bins), axis=2)], axis=2)
+                             np.cumsum(drops.reshape(k, n_win, bins + 1)[:, :, :bins], axis=2)], axis=2)
 
         def upto(b1):  # drops in bins 1..b1 (1-based)
             return np.take_along_axis(cd, np.clip(b1, 0, bins)[..., None], axis=2)[..., 0]
@@ -513,10 +514,12 @@ def vm97_flags(columns: Mapping[str, np.ndarray], rate_hz: float, options: VM97O
     """
     o = options or VM97Options()
     names = list(columns)
-    cols = {name: np.array(columns[name], dtype=float, copy=True) for name in names}
-    n = len(next(iter(cols.values()))) if cols else 0
-    if any(len(c) != n for c in cols.values()):
+    n = len(next(iter(columns.values()))) if names else 0
+    if any(len(columns[name]) != n for name in names):
         raise ValueError("all columns must have the same length")
+    # one copy of the inputs, as rows (the absolute-limit filter below writes into them)
+    x = np.vstack([np.asarray(columns[name], dtype=float) for name in names]) if names else np.zeros((0, n))
+    cols = {name: x[i] for i, name in enumerate(names)}
     present = [v for v in VARIABLES if v in cols]
     flags: dict[str, dict[str, int]] = {t: {} for t in VARIABLE_TESTS}
     stats: dict[str, dict[str, float]] = {v: {} for v in present}
@@ -528,7 +531,6 @@ def vm97_flags(columns: Mapping[str, np.ndarray], rate_hz: float, options: VM97O
         _absolute_limit_filter(cols, o)
 
     # 2. spikes
-    x = np.vstack([cols[name] for name in names]) if names else np.zeros((0, n))
     sigma = [o.sigma.get(name, o.sigma_other) for name in names]
     replace = "linear" if o.despike else "none"
     if o.despike_method == "vm97":
@@ -547,7 +549,7 @@ def vm97_flags(columns: Mapping[str, np.ndarray], rate_hz: float, options: VM97O
 
     if not present:
         return VM97Result(cleaned, flags, {}, spikes, spike_samples, stats)
-    xv = np.vstack([cleaned[v] for v in present])
+    xv = x if present == names else np.vstack([cleaned[v] for v in present])  # read only below
 
     # 3. amplitude resolution and drop-outs
     ar_window = 60.0 * max(o.averaging_min // 15, 1)
