@@ -320,13 +320,7 @@ def _rotation(wind: np.ndarray, mean: np.ndarray, options: Options) -> np.ndarra
 def _cov(fl: np.ndarray) -> np.ndarray:
     """Covariance matrix of the fluctuations, each pair over the samples where both exist, each with
     that subset's means (:func:`qc.pairwise_cov`); NaN where fewer than two samples pair up."""
-    c = qc.pairwise_cov(fl)
-    if np.isnan(fl).any():
-        ok = np.isfinite(fl).astype(float)
-        c[(ok @ ok.T) < 2] = np.nan
-    elif fl.shape[1] < 2:
-        c[:] = np.nan
-    return c
+    return qc.pairwise_cov(fl, min_pairs=2)
 
 
 def _measured_ta_k(columns: dict[str, np.ndarray]) -> float | None:

@@ -260,7 +260,8 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
     n_win = (n - nn) // half + 1
     win = np.lib.stride_tricks.sliding_window_view(xs, nn, axis=1)[:, ::half][:, :n_win]  # (k, W, nn) view
     with np.errstate(invalid="ignore", divide="ignore"):
-        if np.isnan(xs).any():
+        gaps = bool(np.isnan(xs).any())
+        if gaps:
             lo_x, hi_x = np.nanmin(win, axis=2, keepdims=True), np.nanmax(win, axis=2, keepdims=True)
             mean = np.nanmean(win, axis=2, keepdims=True)
             sd = np.nanstd(win, axis=2, ddof=1, keepdims=True)
@@ -297,7 +298,8 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
         b -= bf
         near = np.flatnonzero((b < tol) | (b > 1.0 - tol))
         b = bf
-        b[np.isnan(b)] = -1.0
+        if gaps or np.isnan(width).any():  # else every sample has a (finite) bin number
+            b[np.isnan(b)] = -1.0
         if near.size:
             r, c = np.divmod(near, n_win * nn)
             wi, j = np.divmod(c, nn)
@@ -306,9 +308,10 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
             bv = bv - (xv < bv * wv + lv)
             bv = bv + (xv >= (bv + 1.0) * wv + lv)
             b.reshape(-1)[near] = np.where(np.isnan(wv), -1.0, bv)
-    binned = (b >= 0) & (b < bins)
-    bi = b.astype(np.int32)
-    bi[~binned] = bins
+    bi = b.astype(np.int32)  # whole numbers already (NaN: -1)
+    # bins below 0 wrap past every bin as unsigned: one minimum sends all unbinned samples to ``bins``
+    np.minimum(bi.view(np.uint32), np.uint32(bins), out=bi.view(np.uint32))
+    binned = bi != bins
     # each window's histogram has one extra cell past its last bin for its unbinned samples
     # (cheaper than selecting the binned ones); only drops and runs of binned samples use ``bi``
     total = k * n_win * (bins + 1)
@@ -490,8 +493,11 @@ def nonsteady_wind(u: np.ndarray, v: np.ndarray) -> tuple[float, float, float]:
     return ``|dU / U|``, ``|dV / U|`` and ``|sqrt(dU2 + dV2) / U|`` with d the change of the fitted
     line from first to last sample and U the mean along-wind speed."""
     ok = ~(np.isnan(u) | np.isnan(v))
-    t = np.nonzero(ok)[0].astype(float)
-    uu, vv = u[ok], v[ok]
+    if ok.all():  # the same values without the selection's copies
+        t, uu, vv = np.arange(len(u), dtype=float), u, v
+    else:
+        t = np.nonzero(ok)[0].astype(float)
+        uu, vv = u[ok], v[ok]
     um, vm = uu.mean(), vv.mean()
     speed = math.hypot(um, vm)
     cos, sin = um / speed, vm / speed
