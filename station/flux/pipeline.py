@@ -194,7 +194,7 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
 
     means = _row_means(x)
     fl = detrend.fluctuations(x, options.detrending, fs_hz=setup.rate_hz,
-                              time_constant_s=options.detrend_time_constant_s)
+                              time_constant_s=options.detrend_time_constant_s, block_mean=means)
     cov = _cov(fl)
     idx = {n: i for i, n in enumerate(names)}
 
