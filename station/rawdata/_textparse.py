@@ -70,13 +70,21 @@ def skip_lines(buf: bytes, n: int, source: str) -> int:
 _SCAN_BYTES = 1 << 20
 
 
-def _find_bounds(body: np.ndarray, hit) -> np.ndarray:
-    """Positions in ``body`` where ``hit(part)`` is true, scanned ``_SCAN_BYTES`` at a time, as int32
-    where the buffer allows it (half the memory of int64 for the millions of field bounds)."""
-    dtype = np.int32 if body.size < 2**31 - 1 else np.int64
-    parts = [np.flatnonzero(hit(body[i:i + _SCAN_BYTES])).astype(dtype) + dtype(i)
-             for i in range(0, body.size, _SCAN_BYTES)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+def _find_bounds(data: np.ndarray, origin: int, hit, head: list[int], tail: list[int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``data`` from ``origin`` on where ``hit(part)`` is true, scanned ``_SCAN_BYTES`` at
+    a time, as int32 where the buffer allows it (half the memory of int64 for the millions of field
+    bounds), between the positions ``head`` and ``tail`` (one concatenation); and the byte at each
+    position found (taken while its part is in cache)."""
+    dtype = np.int32 if data.size < 2**31 - 1 else np.int64
+    parts, found = [np.array(head, dtype=dtype)], []
+    for i in range(origin, data.size, _SCAN_BYTES):
+        part = data[i:i + _SCAN_BYTES]
+        at = np.flatnonzero(hit(part))
+        found.append(np.take(part, at))
+        parts.append(at.astype(dtype) + dtype(i))
+    parts.append(np.array(tail, dtype=dtype))
+    return np.concatenate(parts), (np.concatenate(found) if found else np.zeros(0, np.uint8))
 
 
 def split_records(buf: bytes, *, sep: str, header_lines: int, source: str, label: str | None = None,
@@ -97,28 +105,23 @@ def split_records(buf: bytes, *, sep: str, header_lines: int, source: str, label
     # Search from the newline ending the header (or a virtual one before the buffer), so that the
     # first hit is already the bound before the first field: no copy to prepend it.
     origin = start - 1 if start > 0 else 0
-    body = data[origin:]
+    terminated = buf.endswith(b"\n")
+    head = [-1] if start == 0 else []  # (virtual newline before the buffer)
+    tail = [data.size] if not terminated and data.size > start else []  # the end of the data ends the last line
     # with TAB separators one comparison finds both TAB (9) and LF (10), unless the text holds
     # other control bytes (NUL padding of a cut-off file ...), which are among those hits: then
     # two exact comparisons
     bounds = found = None
     if sep == "\t":
-        bounds = _find_bounds(body, lambda part: part <= 10)
-        found = np.take(body, bounds)  # the byte at each bound (also tells the newlines below)
+        bounds, found = _find_bounds(data, origin, lambda part: part <= 10, head, tail)
         if np.any(found < 9):
             bounds = None
     if bounds is None:
-        bounds = _find_bounds(body, lambda part: (part == ord(sep)) | (part == 10))
-        found = np.take(body, bounds)
-    bounds += origin
+        bounds, found = _find_bounds(data, origin, lambda part: (part == ord(sep)) | (part == 10), head, tail)
     is_nl = found == 10  # per hit (bounds after the first): the bound ends a line
-    if start == 0:
-        bounds = np.concatenate([np.array([-1], dtype=bounds.dtype), bounds])
-    else:
+    if start > 0:
         is_nl = is_nl[1:]  # the first bound found is the header's newline, not a hit
-    terminated = buf.endswith(b"\n")
-    if not terminated and data.size > start:
-        bounds = np.append(bounds, data.size)  # the end of the data ends the last line
+    if tail:
         is_nl = np.append(is_nl, True)
     ends = np.flatnonzero(is_nl)  # index into hits of each line's terminator -> bounds index + 1
     firsts = np.empty(ends.size, dtype=np.int64)
