@@ -264,7 +264,7 @@ def parse_columns(records: Records, fields: list[int]) -> list[ParsedColumn]:
     idx = records.first[:, None] + np.asarray(fields, dtype=np.int64)[None, :]  # record-major: addresses ascend
     starts = records.bounds[idx]
     starts += 1
-    ends = records.bounds[idx + 1]
+    ends = records.bounds[1:][idx]  # the next bound
     data = records.data
     last = [j for j, f in enumerate(fields) if f == records.nfields - 1]
     for j in last:  # only the last field of a line can end in the CR of a CRLF
@@ -274,7 +274,7 @@ def parse_columns(records: Records, fields: list[int]) -> list[ParsedColumn]:
     values = values.reshape(n, len(fields))
     values[values == MISSING_VALUE] = np.nan
     out = [ParsedColumn(column) for column in np.ascontiguousarray(values.T)]
-    rows, cols = np.nonzero(bad.reshape(n, len(fields)))
+    rows, cols = np.divmod(np.flatnonzero(bad), len(fields))  # record-major, as the fields
     for r, j in zip(rows.tolist(), cols.tolist(), strict=True):
         value = fallback(data, int(starts[r, j]), int(ends[r, j]))
         col = out[j]
