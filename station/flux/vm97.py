@@ -434,9 +434,14 @@ def haar_discontinuities(x: np.ndarray, rate_hz: float, window_s: float, *, step
     n_win = (n - nn) // step + 1
     sc = np.ones((k, 1)) if scale is None else np.asarray(scale, dtype=float).reshape(k, 1)
     valid = ~np.isnan(xs)
+    complete = bool(valid.all())  # (then the same sums without the masks)
     with np.errstate(invalid="ignore", divide="ignore"):
-        centre = np.where(valid, xs, 0.0).sum(axis=1, keepdims=True) / np.maximum(valid.sum(axis=1, keepdims=True), 1)
-    xc = np.where(valid, xs - centre, 0.0)
+        if complete:
+            centre = xs.sum(axis=1, keepdims=True) / max(n, 1)
+        else:
+            centre = (np.where(valid, xs, 0.0).sum(axis=1, keepdims=True)
+                      / np.maximum(valid.sum(axis=1, keepdims=True), 1))
+    xc = xs - centre if complete else np.where(valid, xs - centre, 0.0)
     sq = xc * xc
     s0 = np.arange(n_win) * step
     # window and half-window bounds fall on multiples of ``g``: cumulate block sums of g samples
@@ -447,7 +452,10 @@ def haar_discontinuities(x: np.ndarray, rate_hz: float, window_s: float, *, step
         return a[:, : nb * g].reshape(k, nb, g).sum(axis=2)
 
     cum = np.zeros((3, k, nb + 1))
-    np.cumsum(blocks(valid.astype(float)), axis=1, out=cum[0, :, 1:])
+    if complete:  # g samples in every block
+        cum[0, :, 1:] = g * np.arange(1, nb + 1, dtype=float)
+    else:
+        np.cumsum(blocks(valid.astype(float)), axis=1, out=cum[0, :, 1:])
     np.cumsum(blocks(xc), axis=1, out=cum[1, :, 1:])
     np.cumsum(blocks(sq), axis=1, out=cum[2, :, 1:])
 
