@@ -58,13 +58,12 @@ class _Series:
             self.x0 = np.where(self.valid, x - mean, 0.0)  # centring keeps the products well conditioned
         else:
             self.x0 = x - x.mean(axis=-1, keepdims=True)
-        self.m = self.valid.astype(float)
         self.x_hat = np.fft.rfft(self.x0, nfft)
-        self.m_hat = np.fft.rfft(self.m, nfft) if self.has_gaps else None
+        self.m_hat = np.fft.rfft(self.valid.astype(float), nfft) if self.has_gaps else None
 
     def mask_hat(self, nfft: int) -> np.ndarray:
         if self.m_hat is None:
-            self.m_hat = np.fft.rfft(self.m, nfft)
+            self.m_hat = np.fft.rfft(self.valid.astype(float), nfft)
         return self.m_hat
 
 

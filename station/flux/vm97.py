@@ -315,7 +315,7 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
     # each window's histogram has one extra cell past its last bin for its unbinned samples
     # (cheaper than selecting the binned ones); only drops and runs of binned samples use ``bi``
     total = k * n_win * (bins + 1)
-    cell = bi + (np.arange(k * n_win, dtype=np.int32) * (bins + 1)).reshape(k, n_win, 1)
+    cell = bi + (np.arange(k * n_win, dtype=np.intp) * (bins + 1)).reshape(k, n_win, 1)  # bincount's type
     counts = np.bincount(cell.reshape(-1), minlength=total).reshape(k, n_win, bins + 1)[:, :, :bins]
     # bin of the previous binned sample of the window (EddyPro's ``drop``): unbinned samples are
     # skipped, so fill them with the last binned bin (sparse: they are few)
