@@ -165,15 +165,17 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
                 x[i, (x[i] < lim[0]) | (x[i] > lim[1])] = np.nan
         x, spikes = _despike(x, names, setup, options)
     n_samples = x.shape[1]
-    used = int(np.sum(np.all(np.isfinite(x[:4]), axis=0)))
+    finite = np.isfinite(x[:4])  # (wind and ts: the wind rows are used again below)
+    wind_ok = finite[:3].all(axis=0)
+    used = int(np.sum(wind_ok & finite[3]))
     # EddyPro: the circular mean of the sample directions after despiking, before the tilt correction
     wind_dir = sonicframe.mean_wind_direction_deg(x[0], x[1], setup.north_offset_deg)
 
     # tilt correction of the wind samples
     mean_raw = _row_means(x[:3])
     rot = _rotation(x[:3], mean_raw, options)
-    wind = rot @ np.where(np.isfinite(x[:3]), x[:3], 0.0)
-    wind[:, ~np.all(np.isfinite(x[:3]), axis=0)] = np.nan
+    wind = rot @ (x[:3] if wind_ok.all() else np.where(finite[:3], x[:3], 0.0))
+    wind[:, ~wind_ok] = np.nan
     x[:3] = wind
 
     # time lags

@@ -385,8 +385,8 @@ def skewness_kurtosis(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with ``s`` the (N - 1) standard deviation of the residuals ``p``."""
     xs = np.atleast_2d(np.asarray(x, dtype=float))
     k, n = xs.shape
-    valid = ~np.isnan(xs)
-    gaps = not valid.all()
+    gaps = bool(np.isnan(xs).any())
+    valid = ~np.isnan(xs) if gaps else None
     t = np.arange(n, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         if gaps:
@@ -549,7 +549,7 @@ def vm97_flags(columns: Mapping[str, np.ndarray], rate_hz: float, options: VM97O
     replace = "linear" if o.despike else "none"
     if o.despike_method == "vm97":
         window = eddypro_despike_window_s(o.averaging_min)
-        res = vickers_mahrt_spikes(x, rate_hz, sigma, o.max_consecutive, window, replace)
+        res = vickers_mahrt_spikes(x, rate_hz, sigma, o.max_consecutive, window, replace, copy=False)  # x is ours
     elif o.despike_method == "mauder":
         res = mauder_mad_spikes(x, replace=replace)
     else:
