@@ -67,8 +67,8 @@ class SpikeResult:
     passes: np.ndarray
 
 
-def _as_rows(x: np.ndarray) -> tuple[np.ndarray, bool]:
-    a = np.array(x, dtype=float, copy=True)
+def _as_rows(x: np.ndarray, copy: bool = True) -> tuple[np.ndarray, bool]:
+    a = np.array(x, dtype=float, copy=True) if copy else np.asarray(x, dtype=float)
     if a.ndim == 1:
         return a[None, :], True
     if a.ndim != 2:
@@ -210,7 +210,7 @@ def _run_samples(rows, starts, ends) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def vickers_mahrt_spikes(x: np.ndarray, rate_hz: float, sigma, max_consecutive: int = 3,
                          window_s: float = 300.0, replace: str = "linear", *, coupled: bool = True,
                          step_samples: int = EDDYPRO_STEP_SAMPLES, sigma_step: float = EDDYPRO_SIGMA_STEP,
-                         max_passes: int = EDDYPRO_MAX_PASSES) -> SpikeResult:
+                         max_passes: int = EDDYPRO_MAX_PASSES, copy: bool = True) -> SpikeResult:
     """Vickers & Mahrt (1997) spike detection and removal exactly as EddyPro 6-7 implements it.
 
     Algorithm (``TestSpikeDetectionVickers97``):
@@ -235,9 +235,10 @@ def vickers_mahrt_spikes(x: np.ndarray, rate_hz: float, sigma, max_consecutive: 
     - A spike is counted once: a run whose last row was already a spike in an earlier pass is not
       counted again (EddyPro checks only that row).
 
-    ``sigma``: scalar or one per row (EddyPro: :data:`EDDYPRO_SIGMA`). NaN = missing.
+    ``sigma``: scalar or one per row (EddyPro: :data:`EDDYPRO_SIGMA`). NaN = missing. ``copy=False``:
+    a float ``x`` is cleaned in place (the caller's own scratch copy).
     """
-    xs, squeeze = _as_rows(x)
+    xs, squeeze = _as_rows(x, copy)
     k, n = xs.shape
     if replace not in ("linear", "nan", "none"):
         raise ValueError("replace must be 'linear', 'nan' or 'none'")

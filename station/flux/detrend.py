@@ -21,11 +21,15 @@ def block_mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Trend of block averaging: the NaN-aware mean over the whole block (Reynolds decomposition;
     e.g. Aubinet et al. 2012, eq. 1.20), broadcast to the shape of ``x``."""
     x = np.asarray(x, dtype=float)
+    return np.broadcast_to(_nan_mean(x, axis), x.shape).copy()
+
+
+def _nan_mean(x: np.ndarray, axis: int) -> np.ndarray:
+    """The block mean of :func:`block_mean`, not broadcast (its axis kept, of length 1)."""
     valid = ~np.isnan(x)
     n = valid.sum(axis=axis, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(valid, x, 0.0).sum(axis=axis, keepdims=True) / n
-    return np.broadcast_to(mean, x.shape).copy()
+        return np.where(valid, x, 0.0).sum(axis=axis, keepdims=True) / n
 
 
 def linear_trend(x: np.ndarray, window: int | None = None, axis: int = -1) -> np.ndarray:
@@ -149,7 +153,14 @@ def trend(x: np.ndarray, method: str = "block", *, fs_hz: float | None = None, t
 
 
 def fluctuations(x: np.ndarray, method: str = "block", *, fs_hz: float | None = None,
-                 time_constant_s: float | None = None, axis: int = -1) -> np.ndarray:
-    """x' = x - trend(x) (see :func:`trend`); NaN where ``x`` is NaN or no trend exists yet."""
+                 time_constant_s: float | None = None, axis: int = -1,
+                 block_mean: np.ndarray | None = None) -> np.ndarray:
+    """x' = x - trend(x) (see :func:`trend`); NaN where ``x`` is NaN or no trend exists yet.
+    ``block_mean``: for ``"block"``, the NaN-aware mean along ``axis`` (its axis kept or not) if the
+    caller has it already (the same sums as :func:`block_mean`'s, e.g. from ``np.nanmean``)."""
     x = np.asarray(x, dtype=float)
+    if method == "block":  # the mean broadcasts: no trend array
+        if block_mean is not None:
+            return x - np.expand_dims(block_mean, axis) if np.ndim(block_mean) < x.ndim else x - block_mean
+        return x - _nan_mean(x, axis)
     return x - trend(x, method, fs_hz=fs_hz, time_constant_s=time_constant_s, axis=axis)

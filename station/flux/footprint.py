@@ -171,9 +171,12 @@ def eddypro_footprint(sigma_w, ustar, zL, u_ms, z_m, z0_m) -> dict[str, np.ndarr
     """EddyPro's ``kljun_04`` choice: Kljun et al. (2004) where valid, else Kormann & Meixner (2001); adds
     ``model`` (0 = Kljun, 1 = Kormann-Meixner, EddyPro's code)."""
     kj = kljun_2004(sigma_w, ustar, zL, z_m, z0_m)
-    km = kormann_meixner_2001(ustar, zL, u_ms, z_m)
     use_kj = np.isfinite(np.asarray(kj["x_peak"]))
-    out = {name: np.where(use_kj, kj[name], km[name]) for name in kj}
+    if use_kj.all() and all(np.ndim(a) == 0 for a in (sigma_w, ustar, zL, u_ms, z_m, z0_m)):
+        out = {name: np.where(use_kj, kj[name], np.nan) for name in kj}  # (one period: no fallback needed)
+    else:
+        km = kormann_meixner_2001(ustar, zL, u_ms, z_m)
+        out = {name: np.where(use_kj, kj[name], km[name]) for name in kj}
     out["model"] = np.where(use_kj, 0, 1)
     return _scalarise(out)
 

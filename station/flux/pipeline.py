@@ -165,15 +165,17 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
                 x[i, (x[i] < lim[0]) | (x[i] > lim[1])] = np.nan
         x, spikes = _despike(x, names, setup, options)
     n_samples = x.shape[1]
-    used = int(np.sum(np.all(np.isfinite(x[:4]), axis=0)))
+    finite = np.isfinite(x[:4])  # (wind and ts: the wind rows are used again below)
+    wind_ok = finite[:3].all(axis=0)
+    used = int(np.sum(wind_ok & finite[3]))
     # EddyPro: the circular mean of the sample directions after despiking, before the tilt correction
     wind_dir = sonicframe.mean_wind_direction_deg(x[0], x[1], setup.north_offset_deg)
 
     # tilt correction of the wind samples
     mean_raw = _row_means(x[:3])
     rot = _rotation(x[:3], mean_raw, options)
-    wind = rot @ np.where(np.isfinite(x[:3]), x[:3], 0.0)
-    wind[:, ~np.all(np.isfinite(x[:3]), axis=0)] = np.nan
+    wind = rot @ (x[:3] if wind_ok.all() else np.where(finite[:3], x[:3], 0.0))
+    wind[:, ~wind_ok] = np.nan
     x[:3] = wind
 
     # time lags
@@ -194,7 +196,7 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
 
     means = _row_means(x)
     fl = detrend.fluctuations(x, options.detrending, fs_hz=setup.rate_hz,
-                              time_constant_s=options.detrend_time_constant_s)
+                              time_constant_s=options.detrend_time_constant_s, block_mean=means)
     cov = _cov(fl)
     idx = {n: i for i, n in enumerate(names)}
 
@@ -278,7 +280,8 @@ def _vm97(x: np.ndarray, names: list[str], gases: dict[str, GasSetup], setup: Se
                          despike_method="mauder" if options.despiking == "mauder" else "vm97",
                          sigma=options.sigma, max_consecutive=options.max_consecutive_spikes)
     res = vm97.vm97_flags(cols, setup.rate_hz, o)
-    cleaned = np.vstack([res.cleaned[n] + (273.15 if n == "ts" else 0.0) for n in names])
+    cleaned = np.vstack([res.cleaned[n] for n in names])
+    np.add(cleaned, np.array([273.15 if n == "ts" else 0.0 for n in names])[:, None], out=cleaned)  # back to K
     spikes = np.array([res.spikes.get(n, 0) for n in names])
     out = {f"VM97_{t.upper()}": float(res.code(t)) for t in (*vm97.VARIABLE_TESTS, *vm97.WIND_TESTS)}
     out["VM97_HARD_FLAGS"] = float(sum(v == 1 for t, f in res.flags.items() if t.endswith("_hf") for v in f.values())
@@ -319,13 +322,7 @@ def _rotation(wind: np.ndarray, mean: np.ndarray, options: Options) -> np.ndarra
 def _cov(fl: np.ndarray) -> np.ndarray:
     """Covariance matrix of the fluctuations, each pair over the samples where both exist, each with
     that subset's means (:func:`qc.pairwise_cov`); NaN where fewer than two samples pair up."""
-    c = qc.pairwise_cov(fl)
-    if np.isnan(fl).any():
-        ok = np.isfinite(fl).astype(float)
-        c[(ok @ ok.T) < 2] = np.nan
-    elif fl.shape[1] < 2:
-        c[:] = np.nan
-    return c
+    return qc.pairwise_cov(fl, min_pairs=2)
 
 
 def _measured_ta_k(columns: dict[str, np.ndarray]) -> float | None:
@@ -431,7 +428,8 @@ def _random_errors(fl, idx, gases, res, setup: Setup, zm: float, u_mean: float) 
         x, w = x[:, ok[0]:ok[-1] + 1], w[ok[0]:ok[-1] + 1]
     err = np.atleast_1d(uncertainty.random_error(w, x, setup.rate_hz, z_m=zm, u_mean_ms=u_mean)["sigma"])
     with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.nanmean(w * x, axis=1)
+        # no gap left (the usual case): the plain mean, the same sums as nanmean's without its copy
+        c = (w * x).mean(axis=1) if len(ok) and len(ok) == x.shape[1] else np.nanmean(w * x, axis=1)
         scaled = np.abs(err * np.array([f0 for _, _, f0 in pairs]) / c)
     # like FCH4 itself, its uncertainty in nmol m-2 s-1 (AmeriFlux); the level-0 fluxes here are in umol
     unit = {"FCH4": 1e3}

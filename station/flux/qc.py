@@ -28,20 +28,21 @@ Z_PLUS_M = 1.0
 FLUX_SST_KEY = {"tau": "w/u", "h": "w/ts", "co2": "w/co2", "h2o": "w/h2o", "ch4": "w/ch4"}
 
 
-def pairwise_cov(x: np.ndarray) -> np.ndarray:
+def pairwise_cov(x: np.ndarray, min_pairs: int = 1) -> np.ndarray:
     """Covariance matrices of (..., k, n) rows of samples, pairwise over samples where both are present,
     each pair with its own means, divided by the pair count (EddyPro ``CovarianceMatrixNoError``).
-    -> (..., k, k); NaN where no sample pairs up. Samples run along the last (contiguous) axis."""
+    -> (..., k, k); NaN where fewer than ``min_pairs`` samples pair up (by default: none). Samples run
+    along the last (contiguous) axis."""
     x = np.asarray(x, dtype=float)
     if x.ndim == 2:
-        return _pairwise_cov_2d(x)
+        return _pairwise_cov_2d(x, min_pairs)
     out = np.empty((*x.shape[:-1], x.shape[-2]))
     for i in np.ndindex(x.shape[:-2]):
-        out[i] = _pairwise_cov_2d(x[i])
+        out[i] = _pairwise_cov_2d(x[i], min_pairs)
     return out
 
 
-def _pairwise_cov_2d(x: np.ndarray) -> np.ndarray:
+def _pairwise_cov_2d(x: np.ndarray, min_pairs: int = 1) -> np.ndarray:
     """:func:`pairwise_cov` of one (k, n) block. Missing samples are usually few and confined to a
     few sample columns (the ends a lag shift leaves empty), so the sums run over all columns with
     missing values zeroed, and the pair counts and per-pair sums are corrected on those columns only."""
@@ -50,7 +51,10 @@ def _pairwise_cov_2d(x: np.ndarray) -> np.ndarray:
         incomplete = np.isnan(x).any(axis=0)
         if not incomplete.any():  # plain covariances
             c = x - x.mean(axis=1, keepdims=True)
-            return (c @ c.T) / n
+            cov = (c @ c.T) / n
+            if n < min_pairs:
+                cov[:] = np.nan
+            return cov
         bad = np.flatnonzero(incomplete)
         mb = ~np.isnan(x[:, bad])  # presence in the incomplete columns (k, nb)
         c = x.copy()
@@ -68,7 +72,7 @@ def _pairwise_cov_2d(x: np.ndarray) -> np.ndarray:
         # s_x[i, j] = sum of x_i over samples where j is present too
         s_x = c.sum(axis=1)[:, None] - cb @ missing.T
         cov = s_xy / npair - (s_x / npair) * (s_x.T / npair)
-    return np.where(npair > 0, cov, np.nan)
+    return np.where(npair >= max(min_pairs, 1), cov, np.nan)
 
 
 def steady_state_test(samples: Mapping[str, np.ndarray], n_sub: int = N_SUB,
@@ -89,7 +93,7 @@ def steady_state_test(samples: Mapping[str, np.ndarray], n_sub: int = N_SUB,
     n = x.shape[1]
     sub = n // n_sub
     glb = pairwise_cov(x) if cov_period is None else np.asarray(cov_period, dtype=float)
-    blocks = np.ascontiguousarray(x[:, : sub * n_sub].reshape(len(names), n_sub, sub).swapaxes(0, 1))
+    blocks = x[:, : sub * n_sub].reshape(len(names), n_sub, sub).swapaxes(0, 1)  # a view: rows stay contiguous
     parts = pairwise_cov(blocks).mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         dev = np.abs((glb - parts) / glb) * 100.0

@@ -298,6 +298,33 @@ def _analyser_tf(f, u, t_air_k, gas: GasAnalyser, diffusivity: float) -> np.ndar
     return h
 
 
+#: the last (key, transfer functions) of :func:`spectral_correction_factors` (scalar inputs only),
+#: replaced as one tuple (threads may share it)
+_TRANSFERS: list = [None]
+
+
+def _transfer_functions(f, u, t_air, period_s, rate_hz, sonic: Sonic, analysers: dict[str, GasAnalyser],
+                        detrending, detrend_time_s, low_pass, high_pass, high_pass_per_variable,
+                        shape) -> dict[str, np.ndarray]:
+    """The combined transfer function of each flux (Moncrieff et al. 1997, 2004): the vertical
+    wind's and the other variable's low-pass TFs times the high-pass TF of the detrending, per
+    covariance (EddyPro ``BandPassSpectralCorrections``)."""
+    hp = high_pass_tf(f, period_s, rate_hz, detrending, detrend_time_s) if high_pass else np.ones_like(f)
+    hp_cov = hp * hp if high_pass_per_variable else hp
+    if low_pass:
+        sonic_var = tf_first_order(f, sonic.time_constant_s) * tf_sonic_line_averaging(
+            f, u[..., None], sonic.path_length_m)
+    else:
+        sonic_var = np.ones(shape)
+    w_tf = sonic_var  # the vertical wind's own low-pass TF, shared by every flux
+    out = {"Tau": w_tf * sonic_var * hp_cov}
+    out["H"] = out["Tau"]
+    for gas, spec in analysers.items():
+        gas_tf = _analyser_tf(f, u, t_air[..., None], spec, DIFFUSIVITY_M2_S[gas]) if low_pass else 1.0
+        out[gas] = w_tf * gas_tf * hp_cov
+    return out
+
+
 def spectral_correction_factors(u_ms, zL, z_m, period_s: float, rate_hz: float | None = None, *,
                                 sonic: Sonic | None = None, analysers: dict[str, GasAnalyser] | None = None,
                                 t_air_k=293.15, detrending: str = "block", detrend_time_s: float | None = None,
@@ -321,25 +348,30 @@ def spectral_correction_factors(u_ms, zL, z_m, period_s: float, rate_hz: float |
     u, zm = np.where(bad, np.nan, u), np.where(bad, np.nan, zm)  # NaN propagates without warnings
     f = eddypro_frequency_grid() if f_hz is None else np.asarray(f_hz, dtype=float)
     co_scalar, co_momentum = model_cospectra(f, u, zm, zl)
-
-    hp = high_pass_tf(f, period_s, rate_hz, detrending, detrend_time_s) if high_pass else np.ones_like(f)
-    hp_cov = hp * hp if high_pass_per_variable else hp
-    if low_pass:
-        sonic_var = tf_first_order(f, sonic.time_constant_s) * tf_sonic_line_averaging(
-            f, u[..., None], sonic.path_length_m)
-    else:
-        sonic_var = np.ones_like(co_scalar)
-    w_tf = sonic_var  # the vertical wind's own low-pass TF, shared by every flux
-
-    out: dict[str, np.ndarray] = {
-        "Tau": correction_factor(f, co_momentum, w_tf * sonic_var * hp_cov),
-        "H": correction_factor(f, co_scalar, w_tf * sonic_var * hp_cov),
-    }
-    for gas, spec in (analysers or {}).items():
+    for gas in analysers or {}:
         if gas not in DIFFUSIVITY_M2_S:
             raise ValueError(f"unknown gas {gas!r}; expected one of {sorted(DIFFUSIVITY_M2_S)}")
-        gas_tf = _analyser_tf(f, u, t_air[..., None], spec, DIFFUSIVITY_M2_S[gas]) if low_pass else 1.0
-        out[gas] = correction_factor(f, co_scalar, w_tf * gas_tf * hp_cov)
+    # the transfer functions do not depend on stability: the engine's stability iteration calls this
+    # with the same wind, temperature and instruments, and reuses them (one period's worth is kept)
+    key = None
+    if f_hz is None and u.ndim == 0 and t_air.ndim == 0:
+        key = (float(u), float(t_air), period_s, rate_hz, sonic, tuple((analysers or {}).items()), detrending,
+               detrend_time_s, low_pass, high_pass, high_pass_per_variable)
+    cached = _TRANSFERS[0]
+    if key is not None and cached is not None and cached[0] == key:
+        transfers = cached[1]
+    else:
+        transfers = _transfer_functions(f, u, t_air, period_s, rate_hz, sonic, analysers or {}, detrending,
+                                        detrend_time_s, low_pass, high_pass, high_pass_per_variable,
+                                        co_scalar.shape)
+        if key is not None:
+            _TRANSFERS[0] = (key, transfers)
+    out: dict[str, np.ndarray] = {
+        "Tau": correction_factor(f, co_momentum, transfers["Tau"]),
+        "H": correction_factor(f, co_scalar, transfers["H"]),
+    }
+    for gas in analysers or {}:
+        out[gas] = correction_factor(f, co_scalar, transfers[gas])
     if "h2o" in out:
         out["LE"] = out["h2o"]
     return {k: (float(np.where(bad, np.nan, v)) if np.ndim(v) == 0 else np.where(bad, np.nan, v))

@@ -68,8 +68,8 @@ def lag_covariances(w: np.ndarray, x: np.ndarray, min_lag: int, max_lag: int) ->
     lags = np.arange(min_lag, max_lag + 1)
     mw, mx = ~np.isnan(w), ~np.isnan(x)
     # centre first: sums of products of small numbers keep their precision
-    wc = np.where(mw, w - (w[mw].mean() if mw.any() else 0.0), 0.0)
-    xc = np.where(mx, x - (x[mx].mean() if mx.any() else 0.0), 0.0)
+    wc = _centred(w, mw)
+    xc = _centred(x, mx)
     p, q = max(0, -min_lag), max(0, max_lag)
     start = min_lag + p
     stop = start + n + max_lag - min_lag
@@ -83,8 +83,7 @@ def lag_covariances(w: np.ndarray, x: np.ndarray, min_lag: int, max_lag: int) ->
         lo = np.clip(-lags, 0, n)
         hi = np.clip(n - lags, 0, n)
         hi = np.maximum(hi, lo)
-        cw = np.concatenate([[0.0], np.cumsum(wc)])
-        cx = np.concatenate([[0.0], np.cumsum(xc)])
+        cw, cx = _cumulative(wc), _cumulative(xc)
         s_w = cw[hi] - cw[lo]
         s_x = cx[np.clip(hi + lags, 0, n)] - cx[np.clip(lo + lags, 0, n)]
         cnt = (hi - lo).astype(float)
@@ -98,6 +97,21 @@ def lag_covariances(w: np.ndarray, x: np.ndarray, min_lag: int, max_lag: int) ->
         cov = s_wx / cnt - (s_w / cnt) * (s_x / cnt)
     cov[cnt < 1] = np.nan
     return lags, cov
+
+
+def _centred(a: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``a`` minus the mean of its present samples, 0 where missing (the plain mean when none is)."""
+    if a.size and present.all():
+        return a - a.mean()
+    return np.where(present, a - (a[present].mean() if present.any() else 0.0), 0.0)
+
+
+def _cumulative(a: np.ndarray) -> np.ndarray:
+    """[0, a0, a0 + a1, ...]: sums of the first k samples, k = 0..n."""
+    out = np.empty(a.size + 1)
+    out[0] = 0.0
+    np.cumsum(a, out=out[1:])
+    return out
 
 
 def find_lag(w: np.ndarray, x: np.ndarray, min_lag: int, max_lag: int, default_lag: int | None = None

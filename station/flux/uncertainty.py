@@ -58,13 +58,12 @@ class _Series:
             self.x0 = np.where(self.valid, x - mean, 0.0)  # centring keeps the products well conditioned
         else:
             self.x0 = x - x.mean(axis=-1, keepdims=True)
-        self.m = self.valid.astype(float)
         self.x_hat = np.fft.rfft(self.x0, nfft)
-        self.m_hat = np.fft.rfft(self.m, nfft) if self.has_gaps else None
+        self.m_hat = np.fft.rfft(self.valid.astype(float), nfft) if self.has_gaps else None
 
     def mask_hat(self, nfft: int) -> np.ndarray:
         if self.m_hat is None:
-            self.m_hat = np.fft.rfft(self.m, nfft)
+            self.m_hat = np.fft.rfft(self.valid.astype(float), nfft)
         return self.m_hat
 
 
@@ -74,13 +73,15 @@ def _cov(sxy, npair, sx, sy) -> np.ndarray:
     return np.where(npair > 0, cov, np.nan)
 
 
-def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int, backward: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Lagged covariances cov(a[i], b[i+k]) and cov(b[i], a[i+k]), k = 0..max_lag, each over the pairs
     present at that lag with that subset's own means, normalised by the pair count (EddyPro
-    ``LaggedCovarianceNoError``). Both directions come from the same inverse FFTs."""
+    ``LaggedCovarianceNoError``). Both directions come from the same inverse FFTs (``backward=False``:
+    the first only, the second is None)."""
     k = np.arange(max_lag + 1)
     if not (a.has_gaps or b.has_gaps):
-        sxy_f, sxy_b = _both_ways(np.fft.irfft(np.conj(a.x_hat) * b.x_hat, nfft), nfft, max_lag)
+        r = np.fft.irfft(np.conj(a.x_hat) * b.x_hat, nfft)
         npair = (n - k).astype(float)
 
         def head(x):  # sum x[0:k], k = 0..max_lag
@@ -90,7 +91,10 @@ def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> tup
             return head(x[..., ::-1])
 
         ta, tb = a.x0.sum(axis=-1, keepdims=True), b.x0.sum(axis=-1, keepdims=True)
-        fwd = _cov(sxy_f, npair, ta - tail(a.x0), tb - head(b.x0))
+        fwd = _cov(r[..., : max_lag + 1], npair, ta - tail(a.x0), tb - head(b.x0))
+        if not backward:
+            return fwd, None
+        sxy_b = _both_ways(r, nfft, max_lag)[1]
         back = _cov(sxy_b, npair, tb - tail(b.x0), ta - head(a.x0))
         return fwd, back
     a_m, b_m = a.mask_hat(nfft), b.mask_hat(nfft)
@@ -106,22 +110,19 @@ def _lagged_pair(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> tup
 
 def _lagged(a: _Series, b: _Series, n: int, nfft: int, max_lag: int) -> np.ndarray:
     """cov(a[i], b[i+k]), k = 0..max_lag (see :func:`_lagged_pair`)."""
-    return _lagged_pair(a, b, n, nfft, max_lag)[0]
+    return _lagged_pair(a, b, n, nfft, max_lag, backward=False)[0]
 
 
 def _nfft(n: int, max_lag: int) -> int:
-    """Smallest 5-smooth length (2^a 3^b 5^c) that holds the series plus the lags without circular
-    overlap: pocketfft is fastest on such lengths (36,864 for a 20 Hz half hour, half of 65,536)."""
+    """Smallest 3-smooth length (2^a 3^b) that holds the series plus the lags without circular
+    overlap: pocketfft is fastest on such lengths (36,864 for a 20 Hz half hour, half of 65,536 and
+    15 % faster than the smallest 5-smooth length, 36,450)."""
     need = max(n + max_lag + 1, 2)
     best = 1 << int(np.ceil(np.log2(need)))
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p235 = p35 << max(0, int(np.ceil(np.log2(need / p35))))
-            best = min(best, p235)
-            p35 *= 3
-        p5 *= 5
+    p3 = 1
+    while p3 < best:
+        best = min(best, p3 << max(0, int(np.ceil(np.log2(need / p3)))))
+        p3 *= 3
     return best
 
 

@@ -260,7 +260,8 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
     n_win = (n - nn) // half + 1
     win = np.lib.stride_tricks.sliding_window_view(xs, nn, axis=1)[:, ::half][:, :n_win]  # (k, W, nn) view
     with np.errstate(invalid="ignore", divide="ignore"):
-        if np.isnan(xs).any():
+        gaps = bool(np.isnan(xs).any())
+        if gaps:
             lo_x, hi_x = np.nanmin(win, axis=2, keepdims=True), np.nanmax(win, axis=2, keepdims=True)
             mean = np.nanmean(win, axis=2, keepdims=True)
             sd = np.nanstd(win, axis=2, ddof=1, keepdims=True)
@@ -297,7 +298,8 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
         b -= bf
         near = np.flatnonzero((b < tol) | (b > 1.0 - tol))
         b = bf
-        b[np.isnan(b)] = -1.0
+        if gaps or np.isnan(width).any():  # else every sample has a (finite) bin number
+            b[np.isnan(b)] = -1.0
         if near.size:
             r, c = np.divmod(near, n_win * nn)
             wi, j = np.divmod(c, nn)
@@ -306,13 +308,15 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
             bv = bv - (xv < bv * wv + lv)
             bv = bv + (xv >= (bv + 1.0) * wv + lv)
             b.reshape(-1)[near] = np.where(np.isnan(wv), -1.0, bv)
-    binned = (b >= 0) & (b < bins)
-    bi = b.astype(np.int32)
-    bi[~binned] = -1
-    total = k * n_win * bins
-    # unbinned samples count in one extra cell past the end (cheaper than selecting the binned ones)
-    cell = np.where(binned, bi + (np.arange(k * n_win, dtype=np.int32) * bins).reshape(k, n_win, 1), total)
-    counts = np.bincount(cell.reshape(-1), minlength=total + 1)[:total].reshape(k, n_win, bins)
+    bi = b.astype(np.int32)  # whole numbers already (NaN: -1)
+    # bins below 0 wrap past every bin as unsigned: one minimum sends all unbinned samples to ``bins``
+    np.minimum(bi.view(np.uint32), np.uint32(bins), out=bi.view(np.uint32))
+    binned = bi != bins
+    # each window's histogram has one extra cell past its last bin for its unbinned samples
+    # (cheaper than selecting the binned ones); only drops and runs of binned samples use ``bi``
+    total = k * n_win * (bins + 1)
+    cell = bi + (np.arange(k * n_win, dtype=np.intp) * (bins + 1)).reshape(k, n_win, 1)  # bincount's type
+    counts = np.bincount(cell.reshape(-1), minlength=total).reshape(k, n_win, bins + 1)[:, :, :bins]
     # bin of the previous binned sample of the window (EddyPro's ``drop``): unbinned samples are
     # skipped, so fill them with the last binned bin (sparse: they are few)
     filled = bi.copy()
@@ -335,9 +339,9 @@ def amplitude_resolution_dropouts(x: np.ndarray, rate_hz: float, window_s: float
     empty_pct = 100.0 * (counts == 0).sum(axis=(1, 2)) / (bins * n_win)
     drops_ext = drops_ctr = np.zeros(k, dtype=np.int64)
     if dropouts != "runs":
-        drops = np.bincount(np.where(drop, cell, total).reshape(-1), minlength=total + 1)[:total]
+        drops = np.bincount(np.where(drop, cell, bins).reshape(-1), minlength=total)  # (else: a spare cell)
         cd = np.concatenate([np.zeros((k, n_win, 1), dtype=np.int64),
-                             np.cumsum(drops.reshape(k, n_win, bins), axis=2)], axis=2)
+                             np.cumsum(drops.reshape(k, n_win, bins + 1)[:, :, :bins], axis=2)], axis=2)
 
         def upto(b1):  # drops in bins 1..b1 (1-based)
             return np.take_along_axis(cd, np.clip(b1, 0, bins)[..., None], axis=2)[..., 0]
@@ -381,8 +385,8 @@ def skewness_kurtosis(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with ``s`` the (N - 1) standard deviation of the residuals ``p``."""
     xs = np.atleast_2d(np.asarray(x, dtype=float))
     k, n = xs.shape
-    valid = ~np.isnan(xs)
-    gaps = not valid.all()
+    gaps = bool(np.isnan(xs).any())
+    valid = ~np.isnan(xs) if gaps else None
     t = np.arange(n, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         if gaps:
@@ -430,9 +434,14 @@ def haar_discontinuities(x: np.ndarray, rate_hz: float, window_s: float, *, step
     n_win = (n - nn) // step + 1
     sc = np.ones((k, 1)) if scale is None else np.asarray(scale, dtype=float).reshape(k, 1)
     valid = ~np.isnan(xs)
+    complete = bool(valid.all())  # (then the same sums without the masks)
     with np.errstate(invalid="ignore", divide="ignore"):
-        centre = np.where(valid, xs, 0.0).sum(axis=1, keepdims=True) / np.maximum(valid.sum(axis=1, keepdims=True), 1)
-    xc = np.where(valid, xs - centre, 0.0)
+        if complete:
+            centre = xs.sum(axis=1, keepdims=True) / max(n, 1)
+        else:
+            centre = (np.where(valid, xs, 0.0).sum(axis=1, keepdims=True)
+                      / np.maximum(valid.sum(axis=1, keepdims=True), 1))
+    xc = xs - centre if complete else np.where(valid, xs - centre, 0.0)
     sq = xc * xc
     s0 = np.arange(n_win) * step
     # window and half-window bounds fall on multiples of ``g``: cumulate block sums of g samples
@@ -443,7 +452,10 @@ def haar_discontinuities(x: np.ndarray, rate_hz: float, window_s: float, *, step
         return a[:, : nb * g].reshape(k, nb, g).sum(axis=2)
 
     cum = np.zeros((3, k, nb + 1))
-    np.cumsum(blocks(valid.astype(float)), axis=1, out=cum[0, :, 1:])
+    if complete:  # g samples in every block
+        cum[0, :, 1:] = g * np.arange(1, nb + 1, dtype=float)
+    else:
+        np.cumsum(blocks(valid.astype(float)), axis=1, out=cum[0, :, 1:])
     np.cumsum(blocks(xc), axis=1, out=cum[1, :, 1:])
     np.cumsum(blocks(sq), axis=1, out=cum[2, :, 1:])
 
@@ -489,8 +501,11 @@ def nonsteady_wind(u: np.ndarray, v: np.ndarray) -> tuple[float, float, float]:
     return ``|dU / U|``, ``|dV / U|`` and ``|sqrt(dU2 + dV2) / U|`` with d the change of the fitted
     line from first to last sample and U the mean along-wind speed."""
     ok = ~(np.isnan(u) | np.isnan(v))
-    t = np.nonzero(ok)[0].astype(float)
-    uu, vv = u[ok], v[ok]
+    if ok.all():  # the same values without the selection's copies
+        t, uu, vv = np.arange(len(u), dtype=float), u, v
+    else:
+        t = np.nonzero(ok)[0].astype(float)
+        uu, vv = u[ok], v[ok]
     um, vm = uu.mean(), vv.mean()
     speed = math.hypot(um, vm)
     cos, sin = um / speed, vm / speed
@@ -513,10 +528,12 @@ def vm97_flags(columns: Mapping[str, np.ndarray], rate_hz: float, options: VM97O
     """
     o = options or VM97Options()
     names = list(columns)
-    cols = {name: np.array(columns[name], dtype=float, copy=True) for name in names}
-    n = len(next(iter(cols.values()))) if cols else 0
-    if any(len(c) != n for c in cols.values()):
+    n = len(next(iter(columns.values()))) if names else 0
+    if any(len(columns[name]) != n for name in names):
         raise ValueError("all columns must have the same length")
+    # one copy of the inputs, as rows (the absolute-limit filter below writes into them)
+    x = np.vstack([np.asarray(columns[name], dtype=float) for name in names]) if names else np.zeros((0, n))
+    cols = {name: x[i] for i, name in enumerate(names)}
     present = [v for v in VARIABLES if v in cols]
     flags: dict[str, dict[str, int]] = {t: {} for t in VARIABLE_TESTS}
     stats: dict[str, dict[str, float]] = {v: {} for v in present}
@@ -528,12 +545,11 @@ def vm97_flags(columns: Mapping[str, np.ndarray], rate_hz: float, options: VM97O
         _absolute_limit_filter(cols, o)
 
     # 2. spikes
-    x = np.vstack([cols[name] for name in names]) if names else np.zeros((0, n))
     sigma = [o.sigma.get(name, o.sigma_other) for name in names]
     replace = "linear" if o.despike else "none"
     if o.despike_method == "vm97":
         window = eddypro_despike_window_s(o.averaging_min)
-        res = vickers_mahrt_spikes(x, rate_hz, sigma, o.max_consecutive, window, replace)
+        res = vickers_mahrt_spikes(x, rate_hz, sigma, o.max_consecutive, window, replace, copy=False)  # x is ours
     elif o.despike_method == "mauder":
         res = mauder_mad_spikes(x, replace=replace)
     else:
@@ -547,7 +563,7 @@ def vm97_flags(columns: Mapping[str, np.ndarray], rate_hz: float, options: VM97O
 
     if not present:
         return VM97Result(cleaned, flags, {}, spikes, spike_samples, stats)
-    xv = np.vstack([cleaned[v] for v in present])
+    xv = x if present == names else np.vstack([cleaned[v] for v in present])  # read only below
 
     # 3. amplitude resolution and drop-outs
     ar_window = 60.0 * max(o.averaging_min // 15, 1)

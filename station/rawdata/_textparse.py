@@ -70,13 +70,21 @@ def skip_lines(buf: bytes, n: int, source: str) -> int:
 _SCAN_BYTES = 1 << 20
 
 
-def _find_bounds(body: np.ndarray, hit) -> np.ndarray:
-    """Positions in ``body`` where ``hit(part)`` is true, scanned ``_SCAN_BYTES`` at a time, as int32
-    where the buffer allows it (half the memory of int64 for the millions of field bounds)."""
-    dtype = np.int32 if body.size < 2**31 - 1 else np.int64
-    parts = [np.flatnonzero(hit(body[i:i + _SCAN_BYTES])).astype(dtype) + dtype(i)
-             for i in range(0, body.size, _SCAN_BYTES)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+def _find_bounds(data: np.ndarray, origin: int, hit, head: list[int], tail: list[int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``data`` from ``origin`` on where ``hit(part)`` is true, scanned ``_SCAN_BYTES`` at
+    a time, as int32 where the buffer allows it (half the memory of int64 for the millions of field
+    bounds), between the positions ``head`` and ``tail`` (one concatenation); and the byte at each
+    position found (taken while its part is in cache)."""
+    dtype = np.int32 if data.size < 2**31 - 1 else np.int64
+    parts, found = [np.array(head, dtype=dtype)], []
+    for i in range(origin, data.size, _SCAN_BYTES):
+        part = data[i:i + _SCAN_BYTES]
+        at = np.flatnonzero(hit(part))
+        found.append(np.take(part, at))
+        parts.append(at.astype(dtype) + dtype(i))
+    parts.append(np.array(tail, dtype=dtype))
+    return np.concatenate(parts), (np.concatenate(found) if found else np.zeros(0, np.uint8))
 
 
 def split_records(buf: bytes, *, sep: str, header_lines: int, source: str, label: str | None = None,
@@ -97,27 +105,24 @@ def split_records(buf: bytes, *, sep: str, header_lines: int, source: str, label
     # Search from the newline ending the header (or a virtual one before the buffer), so that the
     # first hit is already the bound before the first field: no copy to prepend it.
     origin = start - 1 if start > 0 else 0
-    body = data[origin:]
+    terminated = buf.endswith(b"\n")
+    head = [-1] if start == 0 else []  # (virtual newline before the buffer)
+    tail = [data.size] if not terminated and data.size > start else []  # the end of the data ends the last line
     # with TAB separators one comparison finds both TAB (9) and LF (10), unless the text holds
     # other control bytes (NUL padding of a cut-off file ...), which are among those hits: then
     # two exact comparisons
-    bounds = None
+    bounds = found = None
     if sep == "\t":
-        bounds = _find_bounds(body, lambda part: part <= 10)
-        if np.any(np.take(body, bounds) < 9):
+        bounds, found = _find_bounds(data, origin, lambda part: part <= 10, head, tail)
+        if np.any(found < 9):
             bounds = None
     if bounds is None:
-        bounds = _find_bounds(body, lambda part: (part == ord(sep)) | (part == 10))
-    bounds += origin
-    if start == 0:
-        bounds = np.concatenate([np.array([-1], dtype=bounds.dtype), bounds])
-    terminated = buf.endswith(b"\n")
-    if not terminated and data.size > start:
-        bounds = np.append(bounds, data.size)
-    hits = bounds[1:]
-    is_nl = np.take(data, hits, mode="clip") == 10  # (an appended end-of-data bound is fixed below)
-    if not terminated and hits.size:
-        is_nl[-1] = True
+        bounds, found = _find_bounds(data, origin, lambda part: (part == ord(sep)) | (part == 10), head, tail)
+    is_nl = found == 10  # per hit (bounds after the first): the bound ends a line
+    if start > 0:
+        is_nl = is_nl[1:]  # the first bound found is the header's newline, not a hit
+    if tail:
+        is_nl = np.append(is_nl, True)
     ends = np.flatnonzero(is_nl)  # index into hits of each line's terminator -> bounds index + 1
     firsts = np.empty(ends.size, dtype=np.int64)
     if ends.size:
@@ -153,8 +158,8 @@ def _first_field_is(data: np.ndarray, bounds: np.ndarray, firsts: np.ndarray, la
     starts = bounds[firsts] + 1
     ends = bounds[firsts + 1]
     ok = (ends - starts) == len(label)
-    for k, byte in enumerate(label):
-        ok &= data[np.minimum(starts + k, data.size - 1)] == byte
+    for k, byte in enumerate(label):  # (past the end of the data: its last byte)
+        ok &= np.take(data[min(k, data.size - 1):], starts, mode="clip") == byte
     return ok
 
 
@@ -185,11 +190,12 @@ def parse_fields(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tupl
 def _parse_chunk(data: np.ndarray, starts: np.ndarray, lens: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Plain decimals ``[+-]digits[.digits]`` of one chunk into ``out``; returns the mask of other fields.
 
-    Characters are taken column by column (k-th byte of every field), bytes past a field's end
-    zeroed. A field is plain when its digits, its one dot and a leading sign account for all its
-    bytes, so only counts are needed, no per-character validity test. The mantissa accumulates by
-    Horner's rule without masks (a non-digit multiplies by 1 and adds 0); it stays an exact integer
-    (at most 15 digits) and one division by an exact power of ten rounds it correctly.
+    The k-th byte of every field is gathered into row k of one (width, n) array, bytes past a
+    field's end zeroed; the tests and counts then run on the whole array at once. A field is plain
+    when its digits, its one dot and a leading sign account for all its bytes, so only counts are
+    needed, no per-character validity test. The mantissa accumulates by Horner's rule, row by row,
+    without masks (a non-digit multiplies by 1 and adds 0); it stays an exact integer (at most 15
+    digits) and one division by an exact power of ten rounds it correctly.
     """
     n = starts.size
     if n == 0:
@@ -197,33 +203,30 @@ def _parse_chunk(data: np.ndarray, starts: np.ndarray, lens: np.ndarray, out: np
     width = min(int(lens.max()), _MAX_WIDTH)
     last = data.size - 1
     lens8 = np.clip(lens, 0, 255).astype(np.uint8)
-    at = np.minimum(starts, last)
-    c = data[at]
-    negative = c == 45
-    counted = (negative | (c == 43)).view(np.uint8).copy()  # a leading sign
-    mant = np.zeros(n)
-    digits = np.zeros(n, dtype=np.uint8)
-    dots = np.zeros(n, dtype=np.uint8)
-    dot_at = np.zeros(n, dtype=np.uint8)
-    nine, one = np.uint8(9), np.uint8(1)
-    for k in range(width):
-        if k:
-            at += 1
-            np.minimum(at, last, out=at)
-            c = data[at]
-        c *= lens8 > k
-        dv = c - np.uint8(48)
-        d = (dv < 10).view(np.uint8)
-        mant *= d * nine + one
-        mant += dv * d
-        digits += d
-        dot = (c == 46).view(np.uint8)
-        dots += dot
-        dot_at += dot * np.uint8(k)
+    c = np.empty((width, n), dtype=np.uint8)
+    for k in range(width):  # byte k of every field (past the end of the data: its last byte)
+        np.take(data[min(k, last):], starts, out=c[k], mode="clip")
+    negative = c[0] == 45
+    counted = (negative | (c[0] == 43)).view(np.uint8)  # a leading sign
+    c *= np.arange(width, dtype=np.uint8)[:, None] < lens8
+    dv = c - np.uint8(48)
+    d = (dv < 10).view(np.uint8)
+    dv *= d  # digit values, 0 elsewhere
+    mult = d * np.uint8(9)
+    mult += np.uint8(1)  # 10 at a digit, 1 elsewhere
+    mant = dv[0].astype(float)
+    for k in range(1, width):
+        mant *= mult[k]
+        mant += dv[k]
+    digits = d.sum(axis=0, dtype=np.uint8)
+    dot = (c == 46).view(np.uint8)
+    dots = dot.sum(axis=0, dtype=np.uint8)
+    dot *= np.arange(width, dtype=np.uint8)[:, None]
+    dot_at = dot.sum(axis=0, dtype=np.uint8)  # meaningful where there is exactly one dot
     counted += digits
     counted += dots
     bad = (counted != lens8) | (digits == 0) | (digits > 15) | (dots > 1) | (lens > width)
-    frac = lens8 - dot_at - one  # digits after the dot, when there is exactly one
+    frac = lens8 - dot_at - np.uint8(1)  # digits after the dot, when there is exactly one
     frac[dots != 1] = 0
     np.minimum(frac, 22, out=frac)
     np.divide(mant, np.take(_P10, frac), out=out)
@@ -261,7 +264,7 @@ def parse_columns(records: Records, fields: list[int]) -> list[ParsedColumn]:
     idx = records.first[:, None] + np.asarray(fields, dtype=np.int64)[None, :]  # record-major: addresses ascend
     starts = records.bounds[idx]
     starts += 1
-    ends = records.bounds[idx + 1]
+    ends = records.bounds[1:][idx]  # the next bound
     data = records.data
     last = [j for j, f in enumerate(fields) if f == records.nfields - 1]
     for j in last:  # only the last field of a line can end in the CR of a CRLF
@@ -271,7 +274,7 @@ def parse_columns(records: Records, fields: list[int]) -> list[ParsedColumn]:
     values = values.reshape(n, len(fields))
     values[values == MISSING_VALUE] = np.nan
     out = [ParsedColumn(column) for column in np.ascontiguousarray(values.T)]
-    rows, cols = np.nonzero(bad.reshape(n, len(fields)))
+    rows, cols = np.divmod(np.flatnonzero(bad), len(fields))  # record-major, as the fields
     for r, j in zip(rows.tolist(), cols.tolist(), strict=True):
         value = fallback(data, int(starts[r, j]), int(ends[r, j]))
         col = out[j]

@@ -359,9 +359,24 @@ def _indices(keys, pattern: re.Pattern[str]) -> list[int]:
     return sorted({int(m.group(1)) for k in keys if (m := pattern.match(k))})
 
 
+#: (text, Metadata) of the last successful :func:`parse_metadata`: the files of one station carry the
+#: same metadata, parsed once (replaced as one tuple: threads may share it)
+_LAST_PARSED: list = [None]
+
+
 def parse_metadata(text: str, source: str | Path) -> Metadata:
-    """Parse the text of an EddyPro metadata file; ``source`` names it in errors."""
+    """Parse the text of an EddyPro metadata file; ``source`` names it in errors. The same text as the
+    last one parsed gives the same result (under this ``source``) without parsing it again."""
     source = str(source)
+    last = _LAST_PARSED[0]
+    if last is not None and last[0] == text:
+        return replace(last[1], source=source)
+    md = _parse_metadata(text, source)
+    _LAST_PARSED[0] = (text, md)
+    return md
+
+
+def _parse_metadata(text: str, source: str) -> Metadata:
     ini = _parse_ini(text.lstrip("\ufeff"), source)
 
     def section(name: str, required: bool = True) -> _Section:
