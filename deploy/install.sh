@@ -22,7 +22,7 @@ usage() {
 DRY_RUN=0
 DESTDIR=""
 APT=1
-PACKAGE_EXTRAS="[collector,science,web,cluster]"
+PACKAGE_EXTRAS="[collector,science,web,cluster,s3]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY_RUN=1 ;;

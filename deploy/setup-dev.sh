@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up fluxedge on a fresh Debian (or Raspberry Pi OS) machine for the demo and the tests:
-# mosquitto, InfluxDB and chromium from apt, the package with its collector, science and web extras
+# mosquitto, InfluxDB and chromium from apt, the package with its collector, science, web, cluster and s3 extras
 # and test tools into ./.venv.
 # Run as root or as a user with sudo. Idempotent: a second run installs nothing new.
 set -euo pipefail
@@ -29,5 +29,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing fluxedge into .venv"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[test,collector,science,web,cluster]'
+.venv/bin/python -m pip install -q -e '.[test,collector,science,web,cluster,s3]'
 echo "setup: done (.venv/bin/fluxedge --help)"

@@ -133,10 +133,14 @@ def test_corrupt_archive_errors_are_unchanged(tmp_path):
 
 
 def test_embedded_metadata_is_parsed_once_and_names_each_file(monkeypatch):
+    """The files of a station share one metadata text: parsed once (station.rawdata.metadata keeps the
+    last text and its result), each file's metadata still naming its own archive member."""
+    from station.rawdata import metadata
+
     calls = []
-    parse = ghg.parse_metadata
-    monkeypatch.setattr(ghg, "_METADATA", {})
-    monkeypatch.setattr(ghg, "parse_metadata", lambda text, source: calls.append(source) or parse(text, source))
+    parse = metadata._parse_metadata
+    monkeypatch.setattr(metadata, "_LAST_PARSED", [None])
+    monkeypatch.setattr(metadata, "_parse_metadata", lambda text, source: calls.append(source) or parse(text, source))
     first, second = (read_raw(p, variables=("u", "v", "w")) for p in DEGEB[:2])
     assert len(calls) == 1  # the four DE-Geb files share one metadata text
     assert first.metadata.source.startswith(str(DEGEB[0])) and second.metadata.source.startswith(str(DEGEB[1]))

@@ -371,7 +371,7 @@ def test_install_script_is_valid_bash_and_idempotent_in_a_destdir(tmp_path):
     assert (dest / "var/lib/fluxedge").is_dir()
     assert "useradd" in out.stdout and "python3 -m venv /opt/fluxedge/venv" in out.stdout  # printed, not run
     # the server: notifications, science, the fleet page, the cluster client; a station node none of them
-    assert f"pip install -q --upgrade {ROOT}[collector,science,web,cluster]" in out.stdout
+    assert f"pip install -q --upgrade {ROOT}[collector,science,web,cluster,s3]" in out.stdout
     node = subprocess.run(["bash", str(script), "--dry-run", "--destdir", str(dest), "--station-only"],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     assert node.returncode == 0 and f"pip install -q --upgrade {ROOT}\n" in node.stdout, node.stdout[-500:]

@@ -16,7 +16,7 @@ def setup(verbose: bool = False, quiet: bool = False) -> None:
     root.setLevel(level)
     # pymodbus logs every timeout as an ERROR with frame dumps; the poller reports them itself
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-    for noisy in ("urllib3", "influxdb_client"):
+    for noisy in ("urllib3", "influxdb_client", "aiobotocore", "botocore", "s3fs", "fsspec", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -15,13 +15,13 @@ the rate.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import zipfile
 import zlib
 from collections.abc import Collection
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 
@@ -79,23 +79,6 @@ def read_ghg_metadata(path: str | Path) -> Metadata:
         return parse_metadata(decode_text(_read_member(zf, path, name)), f"{path}!{name}")
 
 
-#: embedded ``.metadata`` bytes -> their parsed metadata: the files of a station mostly share one text, which
-#: then is parsed once per process (about 1 ms a file saved); a few texts are kept, the oldest go
-_METADATA: dict[bytes, Metadata] = {}
-_METADATA_KEPT = 8
-
-
-def _embedded_metadata(data: bytes, source: str) -> Metadata:
-    """The parsed metadata text ``data`` of the archive member ``source`` (errors name that source)."""
-    md = _METADATA.get(data)
-    if md is None:
-        md = parse_metadata(decode_text(data), source)
-        while len(_METADATA) >= _METADATA_KEPT:
-            del _METADATA[next(iter(_METADATA))]
-        _METADATA[data] = md
-    return md if md.source == source else dataclasses.replace(md, source=source)
-
-
 def _data_header(buf: bytes, path: Path) -> tuple[dict[str, str], list[str], int]:
     """Header ``key: value`` pairs, the DATAH field names, and the number of lines before the first record."""
     header: dict[str, str] = {}
@@ -116,12 +99,13 @@ def _data_header(buf: bytes, path: Path) -> tuple[dict[str, str], list[str], int
     raise RawDataError(path, f"no {HEADER_LABEL} or {DATA_LABEL} line in the .data header")
 
 
-def read_ghg_timezone(path: str | Path) -> str | None:
+def read_ghg_timezone(path: str | Path, fileobj: BinaryIO | None = None) -> str | None:
     """The ``Timezone:`` of a ``.ghg``'s ``.data`` header, inflating only its first 4 KiB (cheap enough
-    to plan work over many files); None for other files and files without one."""
+    to plan work over many files); None for other files and files without one. ``fileobj``: read
+    the archive from this open, seekable binary file (a file in object storage) named ``path``."""
     path = Path(path)
     try:
-        with _open(path) as zf:
+        with _open(path) if fileobj is None else zipfile.ZipFile(fileobj) as zf:
             name = _member(zf, path, ".data", required=False)
             if name is None:
                 return None
@@ -195,7 +179,7 @@ def read_ghg(path: str | Path, metadata: Metadata | str | Path | None = None, *,
             meta_name = _member(zf, path, ".metadata", required=False)
             if meta_name is None:
                 raise RawDataError(path, "no .metadata file in the archive: pass metadata=")
-            md = _embedded_metadata(_read_member(zf, path, meta_name), f"{path}!{meta_name}")
+            md = parse_metadata(decode_text(_read_member(zf, path, meta_name)), f"{path}!{meta_name}")
         else:
             md = metadata if isinstance(metadata, Metadata) else load_metadata(metadata)
         source = f"{path}!{data_name}"

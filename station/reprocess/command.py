@@ -32,7 +32,7 @@ from station.flux import screening
 from station.flux.pipeline import Options, process
 from station.rawdata import RawDataError, RawPeriod, read_ghg_timezone, read_raw
 from station.rawdata.ghg import is_ghg
-from station.reprocess import executor, periodjoin
+from station.reprocess import executor, periodjoin, remote
 from station.reprocess.enginesetup import ENGINE_VARIABLES, setup_for
 
 #: The fluxes whose missing values are explained (a reason on stderr and in ``<out stem>_reasons.csv``).
@@ -280,9 +280,31 @@ class WorkItem(NamedTuple):
 
 
 def _job(item: WorkItem) -> list[FileOutcome]:
+    """One work item's outcomes; files in object storage (URLs) are read from local copies made
+    for the item (:mod:`station.reprocess.remote`), and the outcomes name the URLs."""
     import warnings
 
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN periods are reported as -9999, not warnings
+    sources = (*item.paths, *((item.metadata,) if item.metadata else ()))
+    if not any(remote.is_url(p) for p in sources):
+        return _compute(item)
+    try:
+        with remote.local_copies(sources) as local:
+            copied = item._replace(paths=local[:len(item.paths)], metadata=local[-1] if item.metadata else None)
+            outcomes = _compute(copied)
+    except (OSError, remote.RemoteError) as exc:
+        return [FileOutcome(p, [], str(exc)) for p in item.paths]
+    names = dict(zip(local, sources, strict=True))
+
+    def named(text: str | None) -> str | None:
+        for copy, url in names.items():
+            text = text.replace(copy, url) if text else text
+        return text
+
+    return [dataclasses.replace(o, path=names.get(o.path, o.path), error=named(o.error)) for o in outcomes]
+
+
+def _compute(item: WorkItem) -> list[FileOutcome]:
     if item.kind == "join":
         assert item.period_min is not None
         return process_joined(list(item.paths), item.metadata, item.period_min, item.options, item.utc_offset_h,
@@ -301,7 +323,7 @@ def plan(paths: list[str], metadata: str | None = None, period_min: float | None
     starts: list[float | None] = []
     offsets: list[float] = []
     for p in paths:
-        tz = sitetime.zone(read_ghg_timezone(p))
+        tz = sitetime.zone(_ghg_timezone(p))
         clock = tz or (sitetime.fixed_zone(utc_offset_h) if utc_offset_h is not None else None)
         start = periodjoin.name_start_unix(p, clock)
         starts.append(start)
@@ -315,6 +337,18 @@ def plan(paths: list[str], metadata: str | None = None, period_min: float | None
     untils = [starts[groups[k + 1][0]] if k + 1 < len(groups) else None for k in range(len(groups))]
     return [WorkItem("join", tuple(paths[i] for i in group), metadata, period_min, options, utc_offset_h, until)
             for group, until in zip(groups, untils, strict=True)]
+
+
+def _ghg_timezone(path: str) -> str | None:
+    """:func:`read_ghg_timezone` of a local file or a URL (read in ranges: the zip directory and the
+    first 4 KiB of its data, not the whole object)."""
+    if not remote.is_url(path):
+        return read_ghg_timezone(path)
+    try:
+        with remote.open_binary(path) as fh:
+            return read_ghg_timezone(path, fh)
+    except (OSError, remote.RemoteError):
+        return None
 
 
 def _isatty(stream) -> bool:
@@ -428,7 +462,10 @@ TREE_PATTERNS = ("*.ghg", "*.dat")
 
 
 def stations_in(root: str | Path) -> dict[str, list[str]]:
-    """``root/<station>/YYYY/MM/*.ghg`` (any depth below the station): station -> its files, sorted."""
+    """``root/<station>/YYYY/MM/*.ghg`` (any depth below the station): station -> its files, sorted.
+    ``root`` may be a URL (``s3://bucket/raw``: :func:`remote.stations_in`)."""
+    if remote.is_url(root):
+        return remote.stations_in(str(root), TREE_PATTERNS)
     out = {}
     for station_dir in sorted(p for p in Path(root).iterdir() if p.is_dir()):
         files = sorted(str(f) for pattern in TREE_PATTERNS for f in station_dir.rglob(pattern))
@@ -445,11 +482,16 @@ def run_tree(roots: list[str], out_dir: str, metadata: str | None = None, period
     started = time.monotonic()
     stations: dict[str, list[str]] = {}
     for root in roots:
-        if not Path(root).is_dir():
+        if not remote.is_url(root) and not Path(root).is_dir():
             print(f"fluxedge: error: {root}: not a directory (with --tree, give the roots of station trees)",
                   file=sys.stderr)
             return 2
-        for name, files in stations_in(root).items():
+        try:
+            found = stations_in(root)
+        except remote.RemoteError as exc:
+            print(f"fluxedge: error: {exc}", file=sys.stderr)
+            return 2
+        for name, files in found.items():
             stations.setdefault(name, []).extend(files)
     if not stations:
         print(f"fluxedge: error: no station directory with raw files under {', '.join(roots)}", file=sys.stderr)
