@@ -251,3 +251,26 @@ def test_horst_1997_matches_integration_of_its_own_model():
         numeric = correction_factor(f, co, 1.0 / (1.0 + (2 * np.pi * f * tau) ** 2), f_lo_hz=0.0, f_hi_hz=np.inf)
         assert horst_1997_factor(u, zl, z, tau) == pytest.approx(numeric, rel=2e-3)
     assert horst_1997_factor(u, -0.5, z, tau) > horst_1997_factor(u, -0.5, z, tau / 2) > 1.0
+
+
+def test_transfer_functions_computed_once_give_the_same_factors():
+    """The engine computes a period's transfer functions once for the three stability iterations
+    (they do not depend on stability): the factors are the same bit for bit as computing them anew,
+    for one period and for arrays of periods, closed path included."""
+    from station.flux.spectral import transfer_functions
+
+    closed = dataclasses.replace(ANALYSERS["li7200"], horizontal_separation_m=0.15, tube_length_m=0.71,
+                                 tube_diameter_m=0.0053, tube_flow_m3_s=15.0 / 60000.0)
+    analysers = {"co2": closed, "h2o": closed, "ch4": ANALYSERS["li7700"]}
+    for u, t_air in ((3.0, 290.0), (np.array([0.5, 3.0, 0.0, np.nan]), np.array([280.0, 295.0, 290.0, 290.0]))):
+        tf = transfer_functions(u, 1800.0, 20.0, sonic=Sonic(), analysers=analysers, t_air_k=t_air)
+        for zl in (-2.0, -0.1, 0.3, 1.5):
+            fresh = spectral_correction_factors(u, zl, 5.0, 1800.0, 20.0, sonic=Sonic(), analysers=analysers,
+                                                t_air_k=t_air)
+            reused = spectral_correction_factors(u, zl, 5.0, 1800.0, 20.0, sonic=Sonic(), analysers=analysers,
+                                                 t_air_k=t_air, transfers=tf)
+            assert fresh.keys() == reused.keys()
+            for k in fresh:
+                assert np.array_equal(fresh[k], reused[k], equal_nan=True), (k, zl)
+            assert np.isfinite(np.asarray(fresh["co2"])).any() and np.all(np.asarray(fresh["co2"])[
+                np.isfinite(fresh["co2"])] > 1.0)

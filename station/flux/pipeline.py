@@ -223,11 +223,12 @@ def process(columns: dict[str, np.ndarray], setup: Setup, options: Options | Non
     base = FluxInputs(w_ts=cov[2, 3], u_w=cov[0, 2], v_w=cov[1, 2], **gas_inputs, surface_heat_w_m2=surface)
     res = corrected_fluxes(base, air)
     scf: dict[str, float] = {}
+    transfers: dict[str, np.ndarray] = {}  # the same in every iteration: they do not depend on stability
     for _ in range(3):  # stability needs the corrected fluxes, the corrections need stability
         zl = zm / _obukhov(res, air)
         if options.spectral == "none" or not np.isfinite(zl):
             break
-        scf = _spectral(options, setup, gases, u_mean, zl, zm, air)
+        scf = _spectral(options, setup, gases, u_mean, zl, zm, air, transfers)
         res = corrected_fluxes(FluxInputs(base.w_ts, base.u_w, base.v_w, **gas_inputs, scf=scf,
                                           surface_heat_w_m2=surface), air)
     mo_length = _obukhov(res, air)
@@ -361,15 +362,19 @@ def _obukhov(res: dict[str, float], air: Air) -> float:
 
 
 def _spectral(options: Options, setup: Setup, gases: dict[str, GasSetup], u: float, zl: float, zm: float,
-              air: Air) -> dict[str, float]:
+              air: Air, transfers: dict[str, np.ndarray]) -> dict[str, float]:
+    """The spectral correction factors; ``transfers`` holds the period's transfer functions (filled
+    at the first call, reused by the stability iteration's next calls)."""
     if options.spectral == "horst":
         tau = {name: g.analyser.time_constant_s for name, g in gases.items()}
         f = {name: float(spectral.horst_1997_factor(u, zl, zm, t)) for name, t in tau.items()}
         return {"TAU": 1.0, "H": 1.0, "LE": f.get("h2o", 1.0), "FC": f.get("co2", 1.0), "FCH4": f.get("ch4", 1.0)}
-    f = spectral.spectral_correction_factors(u, zl, zm, setup.period_s, setup.rate_hz, sonic=setup.sonic,
-                                             analysers={n: g.analyser for n, g in gases.items()}, t_air_k=air.ta_k,
-                                             detrending=options.detrending,
-                                             detrend_time_s=options.detrend_time_constant_s)
+    analysers = {n: g.analyser for n, g in gases.items()}
+    common = {"sonic": setup.sonic, "analysers": analysers, "t_air_k": air.ta_k, "detrending": options.detrending,
+              "detrend_time_s": options.detrend_time_constant_s}
+    if not transfers:
+        transfers.update(spectral.transfer_functions(u, setup.period_s, setup.rate_hz, **common))
+    f = spectral.spectral_correction_factors(u, zl, zm, setup.period_s, setup.rate_hz, transfers=transfers, **common)
     return {"TAU": float(f["Tau"]), "H": float(f["H"]), "LE": float(f.get("h2o", 1.0)),
             "FC": float(f.get("co2", 1.0)), "FCH4": float(f.get("ch4", 1.0))}
 

@@ -298,11 +298,6 @@ def _analyser_tf(f, u, t_air_k, gas: GasAnalyser, diffusivity: float) -> np.ndar
     return h
 
 
-#: the last (key, transfer functions) of :func:`spectral_correction_factors` (scalar inputs only),
-#: replaced as one tuple (threads may share it)
-_TRANSFERS: list = [None]
-
-
 def _transfer_functions(f, u, t_air, period_s, rate_hz, sonic: Sonic, analysers: dict[str, GasAnalyser],
                         detrending, detrend_time_s, low_pass, high_pass, high_pass_per_variable,
                         shape) -> dict[str, np.ndarray]:
@@ -325,18 +320,39 @@ def _transfer_functions(f, u, t_air, period_s, rate_hz, sonic: Sonic, analysers:
     return out
 
 
+def transfer_functions(u_ms, period_s: float, rate_hz: float | None = None, *, sonic: Sonic | None = None,
+                       analysers: dict[str, GasAnalyser] | None = None, t_air_k=293.15, detrending: str = "block",
+                       detrend_time_s: float | None = None, low_pass: bool = True, high_pass: bool = True,
+                       high_pass_per_variable: bool = True, f_hz: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Each flux's combined transfer function on the frequency grid (Moncrieff et al. 1997, 2004),
+    for :func:`spectral_correction_factors`' ``transfers``: they do not depend on stability, so the
+    engine's stability iteration computes them once per period. Arguments as there."""
+    sonic = sonic or Sonic()
+    u, t_air = np.broadcast_arrays(np.asarray(u_ms, dtype=float), np.asarray(t_air_k, dtype=float))
+    u = np.where(np.isfinite(u) & (u != 0.0), u, np.nan)
+    f = eddypro_frequency_grid() if f_hz is None else np.asarray(f_hz, dtype=float)
+    for gas in analysers or {}:
+        if gas not in DIFFUSIVITY_M2_S:
+            raise ValueError(f"unknown gas {gas!r}; expected one of {sorted(DIFFUSIVITY_M2_S)}")
+    return _transfer_functions(f, u, t_air, period_s, rate_hz, sonic, analysers or {}, detrending, detrend_time_s,
+                               low_pass, high_pass, high_pass_per_variable, u.shape + f.shape)
+
+
 def spectral_correction_factors(u_ms, zL, z_m, period_s: float, rate_hz: float | None = None, *,
                                 sonic: Sonic | None = None, analysers: dict[str, GasAnalyser] | None = None,
                                 t_air_k=293.15, detrending: str = "block", detrend_time_s: float | None = None,
                                 low_pass: bool = True, high_pass: bool = True, high_pass_per_variable: bool = True,
-                                f_hz: np.ndarray | None = None) -> dict[str, float | np.ndarray]:
+                                f_hz: np.ndarray | None = None,
+                                transfers: dict[str, np.ndarray] | None = None) -> dict[str, float | np.ndarray]:
     """Spectral correction factors (multiply the measured covariance) for Tau, H and each gas.
 
     ``u_ms`` mean horizontal wind speed [m s-1], ``zL`` stability (z - d)/L [-], ``z_m`` measurement height
     above the displacement height (z - d) [m], ``period_s`` averaging period [s], ``rate_hz`` sampling rate
     (needed only for running-mean detrending), ``t_air_k`` air temperature [K] (tube Reynolds number).
     ``analysers`` maps "co2", "h2o", "ch4" to their :class:`GasAnalyser`; results get "LE" equal to "h2o".
-    The first four arguments (and ``t_air_k``) broadcast over periods. Method: module docstring.
+    The first four arguments (and ``t_air_k``) broadcast over periods. ``transfers``: the
+    :func:`transfer_functions` of the same wind, temperature, instruments and options, if already
+    computed. Method: module docstring.
     """
     sonic = sonic or Sonic()
     u = np.asarray(u_ms, dtype=float)
@@ -351,21 +367,10 @@ def spectral_correction_factors(u_ms, zL, z_m, period_s: float, rate_hz: float |
     for gas in analysers or {}:
         if gas not in DIFFUSIVITY_M2_S:
             raise ValueError(f"unknown gas {gas!r}; expected one of {sorted(DIFFUSIVITY_M2_S)}")
-    # the transfer functions do not depend on stability: the engine's stability iteration calls this
-    # with the same wind, temperature and instruments, and reuses them (one period's worth is kept)
-    key = None
-    if f_hz is None and u.ndim == 0 and t_air.ndim == 0:
-        key = (float(u), float(t_air), period_s, rate_hz, sonic, tuple((analysers or {}).items()), detrending,
-               detrend_time_s, low_pass, high_pass, high_pass_per_variable)
-    cached = _TRANSFERS[0]
-    if key is not None and cached is not None and cached[0] == key:
-        transfers = cached[1]
-    else:
+    if transfers is None:
         transfers = _transfer_functions(f, u, t_air, period_s, rate_hz, sonic, analysers or {}, detrending,
                                         detrend_time_s, low_pass, high_pass, high_pass_per_variable,
                                         co_scalar.shape)
-        if key is not None:
-            _TRANSFERS[0] = (key, transfers)
     out: dict[str, np.ndarray] = {
         "Tau": correction_factor(f, co_momentum, transfers["Tau"]),
         "H": correction_factor(f, co_scalar, transfers["H"]),
