@@ -344,6 +344,33 @@ raise_after_s = 0.5
         assert "Traceback" not in text and "alarms_tick_failed" not in text, text[-3000:]
 
 
+def test_a_station_online_before_the_collector_leads_is_stored(tmp_path, mosquitto, influxd, notify_servers):
+    """A station's retained status reaches a starting collector during its settle_s, before it leads:
+    the state is stored in station_state once it leads (it used to be stored only on a change)."""
+    smtp, hook = notify_servers
+    prefix = "fa4"
+    db = influx(influxd.port, "alarms4")
+    config = collector_toml(tmp_path / "c.toml", mosquitto.port, f"http://127.0.0.1:{influxd.port}", "alarms4",
+                            prefix, "fa4-c1", smtp, hook, "")
+    station = subprocess.Popen([sys.executable, "-c", FAKE_STATION, str(mosquitto.port), prefix, "tower-9"],
+                               stdout=subprocess.PIPE, start_new_session=True)
+    log = tmp_path / "c.log"
+    collector = None
+    try:
+        assert station.stdout.readline().strip() == b"up"
+        collector = start([*CLI, "collector", "run", "-c", config], log)
+        wait_for(lambda: "alarms_leader" in log.read_text(), "leadership", 30, collector)
+        rows = wait_for(lambda: influxql(db, "SELECT * FROM station_state WHERE station = 'tower-9'"),
+                        "a station_state row", 15, collector)
+        assert [r["state"] for r in rows] == ["online"]
+        assert "Traceback" not in log.read_text()
+    finally:
+        os.killpg(station.pid, signal.SIGKILL)
+        station.wait()
+        if collector is not None:
+            stop(collector)
+
+
 ACL_REFUSING_FLUX = """topic read fa3/#
 topic write fa3/v1/+/met
 topic write fa3/v1/+/diag

@@ -211,6 +211,10 @@ class AlarmService:
             leader = self.is_leader()
             if leader and not self.was_leader:
                 event(log, "alarms_leader", collector=self.client_id, members=len(self.members))
+                # statuses taken while following (a collector's settle_s after its start, or before a
+                # failover) were mirrored, not stored: the new leader stores every station's state now
+                self._pending_lines.extend(state_line(name, "online" if v.online else "offline", now)
+                                           for name, v in self.tracker.stations.items() if v.online is not None)
             self.was_leader = leader
             if leader:
                 self._act(self.tracker.evaluate(now))
