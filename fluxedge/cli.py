@@ -330,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Compute fully corrected fluxes from LI-COR .ghg, Campbell TOA5 or delimited "
                                        "text files with EddyPro's default settings, and write AmeriFlux BASE columns "
                                        "(TIMESTAMP_START/END in local standard time, -9999 for missing).")
-    proc.add_argument("raw", nargs="+", metavar="RAW", help="raw files (.ghg, TOA5 .dat, delimited text)")
+    proc.add_argument("raw", nargs="+", metavar="RAW", help="raw files (.ghg, TOA5 .dat, delimited text), local "
+                                                            "or URLs of object storage (s3://bucket/...: fsspec)")
     proc.add_argument("--metadata", help="EddyPro .metadata file (needed for TOA5 and text; .ghg carry their own)")
     proc.add_argument("--period", type=float, metavar="MINUTES",
                       help="averaging period: files are joined into (or cut into) periods aligned to the clock "
@@ -346,8 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="compute on this Dask distributed cluster instead of local processes (the cluster "
                            "extra; workers need fluxedge installed and the raw files at the same paths)")
     proc.add_argument("--tree", action="store_true",
-                      help="each RAW is the root of station trees (RAW/<station>/YYYY/MM/*.ghg): every station "
-                           "in one run, OUT a directory getting <station>.csv each")
+                      help="each RAW is the root of station trees (RAW/<station>/YYYY/MM/*.ghg, or "
+                           "s3://bucket/raw): every station in one run, OUT a directory getting <station>.csv each")
     proc.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="AmeriFlux CSV to write (a "
                                                                                  "directory with --tree)")
     opt = proc.add_argument_group("processing options (defaults: EddyPro's, as in the reference runs)")
