@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import queue
 import statistics
 import sys
@@ -24,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__import__("os").environ.get("FLUXEDGE_EC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-                                         / "ec"))
+DATA = Path(os.environ.get("FLUXEDGE_EC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ec"))
 LICOR_GHG = sorted((DATA / "degeb-hs50-li7200-20hz" / "raw").glob("*.ghg"))
 
 ROOT = Path(__file__).resolve().parents[1]
